@@ -1,0 +1,33 @@
+"""Async REST client for HeyGen, with typed errors and redacted logging."""
+
+from agent.heygen.api.client import HeyGenClient
+from agent.heygen.api.errors import (
+    APIError,
+    AuthenticationError,
+    ConcurrencyLimitError,
+    ConfigurationError,
+    HeyGenError,
+    InvalidResponseError,
+    NotFoundError,
+    RateLimitError,
+    RequestTimeout,
+    ServerError,
+    SessionStateError,
+    TransportError,
+)
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "ConcurrencyLimitError",
+    "ConfigurationError",
+    "HeyGenClient",
+    "HeyGenError",
+    "InvalidResponseError",
+    "NotFoundError",
+    "RateLimitError",
+    "RequestTimeout",
+    "ServerError",
+    "SessionStateError",
+    "TransportError",
+]

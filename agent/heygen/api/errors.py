@@ -1,0 +1,103 @@
+"""Typed errors for everything that talks to HeyGen over HTTP.
+
+Modelled on httpx: one base class to catch, subclasses for what a caller decides on, and
+a ``retryable`` flag so that retry logic need not know status codes. Messages are already
+redacted: they never contain an API key or token.
+"""
+
+from __future__ import annotations
+
+from agent.heygen.protocol import interactive
+
+
+class HeyGenError(Exception):
+    """Anything that went wrong talking to HeyGen."""
+
+    retryable: bool = False
+
+
+class ConfigurationError(HeyGenError):
+    """The client cannot make the call as configured (e.g. no API key)."""
+
+
+class TransportError(HeyGenError):
+    """The request did not get an answer: refused, reset, DNS. Worth retrying."""
+
+    retryable = True
+
+
+class RequestTimeout(TransportError):
+    """No answer in time."""
+
+
+class InvalidResponseError(HeyGenError):
+    """A 2xx answer that does not hold what the protocol promises."""
+
+
+class APIError(HeyGenError):
+    """HeyGen answered with an error status.
+
+    ``status`` is the HTTP status, ``code`` HeyGen's own numeric code when it sent one,
+    ``message`` its text. A 4xx other than 408 and 429 is final; 408, 429 and 5xx may
+    succeed if tried again.
+    """
+
+    def __init__(self, *, endpoint: str, status: int, code: int | None, message: str) -> None:
+        self.endpoint = endpoint
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retryable = status in (408, 429) or status >= 500
+        code_part = f", code {code}" if code is not None else ""
+        super().__init__(f"{endpoint}: HTTP {status}{code_part}: {message or 'no message'}")
+
+
+class AuthenticationError(APIError):
+    """The API key or session token was refused, or the account has no API access."""
+
+
+class NotFoundError(APIError):
+    """No such path or resource."""
+
+
+class SessionStateError(APIError):
+    """The session is unknown, stopped, expired, or not in the state the call needs."""
+
+
+class ConcurrencyLimitError(APIError):
+    """The account has as many open sessions as it may; stop one (``sessions stop``)."""
+
+
+class RateLimitError(APIError):
+    """Too many requests; retry later."""
+
+
+class ServerError(APIError):
+    """HeyGen failed on its side (5xx)."""
+
+
+_AUTH_CODES = {
+    interactive.CODE_UNAUTHORIZED,
+    interactive.CODE_INVALID_CREDENTIALS,
+    interactive.CODE_NO_API_ACCESS,
+}
+
+
+def api_error(*, endpoint: str, status: int, code: int | None, message: str) -> APIError:
+    """The most specific :class:`APIError` for an error answer."""
+    cls: type[APIError]
+    if status in (401, 403) or code in _AUTH_CODES:
+        cls = AuthenticationError
+    elif interactive.CONCURRENT_LIMIT_MESSAGE.lower() in message.lower():
+        cls = ConcurrencyLimitError
+    elif code == interactive.CODE_SESSION_STATE:
+        cls = SessionStateError
+    elif status == 404:
+        cls = NotFoundError
+    elif status == 429:
+        cls = RateLimitError
+    elif status >= 500:
+        cls = ServerError
+    else:
+        cls = APIError
+    return cls(endpoint=endpoint, status=status, code=code, message=message)
