@@ -1,0 +1,1 @@
+"""A local stand-in for HeyGen's streaming service, for tests and the demo."""

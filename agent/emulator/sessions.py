@@ -1,0 +1,246 @@
+"""The emulated service's sessions: their states, limits and expiry, with no I/O.
+
+Kept apart from the HTTP layer so that the rules the real service enforces (one state
+machine, a concurrency limit, idle and duration limits, stopped ids refused) are tested
+with a fake clock in microseconds, and the server only turns them into answers.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from agent.heygen.protocol import interactive as ia
+
+
+class SessionState(StrEnum):
+    CREATED = "created"
+    STARTED = "started"
+    STOPPED = "stopped"
+    EXPIRED = "expired"
+
+    @property
+    def open(self) -> bool:
+        return self in (SessionState.CREATED, SessionState.STARTED)
+
+    @property
+    def listing_status(self) -> str:
+        """The ``status`` that ``streaming.list`` reports (new|connecting|connected)."""
+        return "new" if self is SessionState.CREATED else "connected"
+
+
+class ServiceError(Exception):
+    """An error answer, as the real service would give it: status, code and message."""
+
+    def __init__(self, status: int, code: int | None, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+    def body(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message}
+
+
+def unauthorized(message: str = "Unauthorized") -> ServiceError:
+    return ServiceError(401, ia.CODE_UNAUTHORIZED, message)
+
+
+#: The concurrency limit's code is not published by HeyGen; this one is the emulator's
+#: choice. Clients recognise the error by its message, as they must with the real service.
+EMULATOR_CONCURRENT_LIMIT_CODE = 10004
+
+
+@dataclass
+class AudioStats:
+    """What the voice-chat socket received, for tests to check against what was sent."""
+
+    frames: int = 0
+    samples: int = 0
+    seconds: float = 0.0
+    sample_rates: set[int] = field(default_factory=set)
+    frame_samples: dict[int, int] = field(default_factory=dict)
+    text_frames: int = 0
+    bad_frames: int = 0
+    user_starts: int = 0
+    user_stops: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "frames": self.frames,
+            "samples": self.samples,
+            "seconds": round(self.seconds, 4),
+            "sample_rates": sorted(self.sample_rates),
+            "frame_samples": {str(k): v for k, v in sorted(self.frame_samples.items())},
+            "text_frames": self.text_frames,
+            "bad_frames": self.bad_frames,
+            "user_starts": self.user_starts,
+            "user_stops": self.user_stops,
+        }
+
+
+@dataclass
+class Session:
+    session_id: str
+    request: ia.NewSessionRequest
+    created_at: float
+    idle_timeout_s: float
+    duration_limit_s: float
+    last_activity: float
+    owner_key: str
+    state: SessionState = SessionState.CREATED
+    started_at: float | None = None
+    ended_at: float | None = None
+    end_reason: str = ""
+    listening: bool = False
+    audio: AudioStats = field(default_factory=AudioStats)
+    tasks: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def room(self) -> str:
+        return f"heygen-{self.session_id}"
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "state": self.state.value,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "end_reason": self.end_reason,
+            "listening": self.listening,
+            "idle_timeout_s": self.idle_timeout_s,
+            "audio": self.audio.as_dict(),
+            "tasks": list(self.tasks),
+        }
+
+
+class SessionRegistry:
+    """Every session the emulated account ever created, and the tokens it minted."""
+
+    def __init__(
+        self,
+        *,
+        max_concurrent: int = 3,
+        duration_limit_s: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_concurrent = max_concurrent
+        self.duration_limit_s = duration_limit_s
+        self._clock = clock
+        self._sessions: dict[str, Session] = {}
+        #: session token → [the key that minted it, the session it serves ("" until used)]
+        self._tokens: dict[str, list[str]] = {}
+        self.expired_total = 0
+
+    def __iter__(self) -> Iterator[Session]:
+        return iter(self._sessions.values())
+
+    # ---------------------------------------------------------------- tokens
+
+    def mint_token(self, owner_key: str) -> str:
+        token = "emu-st-" + secrets.token_urlsafe(24)
+        self._tokens[token] = [owner_key, ""]
+        return token
+
+    def token_owner(self, token: str) -> str | None:
+        """The API key behind a session token, or ``None`` for a token never minted."""
+        entry = self._tokens.get(token)
+        return entry[0] if entry else None
+
+    def token_allows(self, token: str, session_id: str) -> bool:
+        """A session token serves the one session it created."""
+        entry = self._tokens.get(token)
+        return entry is not None and entry[1] == session_id
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def create(
+        self, request: ia.NewSessionRequest, *, owner_key: str, token: str | None = None
+    ) -> Session:
+        if token is not None and self._tokens[token][1]:
+            raise unauthorized("Session token has already been used for a session")
+        if sum(1 for s in self if s.state.open) >= self.max_concurrent:
+            raise ServiceError(400, EMULATOR_CONCURRENT_LIMIT_CODE, ia.CONCURRENT_LIMIT_MESSAGE)
+        now = self._clock()
+        idle = request.activity_idle_timeout or ia.DEFAULT_IDLE_TIMEOUT_S
+        session = Session(
+            session_id=secrets.token_hex(16),
+            request=request,
+            created_at=now,
+            idle_timeout_s=float(idle),
+            duration_limit_s=self.duration_limit_s,
+            last_activity=now,
+            owner_key=owner_key,
+        )
+        self._sessions[session.session_id] = session
+        if token is not None:
+            self._tokens[token][1] = session.session_id
+        return session
+
+    def get(self, session_id: str, *, owner_key: str | None = None) -> Session:
+        """An open session, or the error the service gives for any other id."""
+        session = self._sessions.get(session_id)
+        if session is None or (owner_key is not None and session.owner_key != owner_key):
+            raise ServiceError(400, ia.CODE_SESSION_STATE, f"Session not found: {session_id}")
+        if not session.state.open:
+            raise ServiceError(
+                400, ia.CODE_SESSION_STATE, f"Session is not in correct state: {session.state}"
+            )
+        return session
+
+    def start(self, session: Session) -> None:
+        if session.state is not SessionState.CREATED:
+            raise ServiceError(400, ia.CODE_SESSION_STATE, "Session is not in correct state")
+        session.state = SessionState.STARTED
+        session.started_at = self._clock()
+        self.touch(session)
+
+    def require_started(self, session: Session) -> None:
+        if session.state is not SessionState.STARTED:
+            raise ServiceError(400, ia.CODE_SESSION_STATE, "Session is not in correct state")
+
+    def touch(self, session: Session) -> None:
+        """Activity: restarts the idle timer."""
+        session.last_activity = self._clock()
+
+    def stop(self, session: Session, reason: str = "stopped by client") -> None:
+        self._end(session, SessionState.STOPPED, reason)
+
+    def expire_due(self) -> list[Session]:
+        """End sessions past their idle timeout or duration limit; return them."""
+        now = self._clock()
+        ended = []
+        for session in self:
+            if not session.state.open:
+                continue
+            if not session.request.disable_idle_timeout and (
+                now - session.last_activity >= session.idle_timeout_s
+            ):
+                self._end(session, SessionState.EXPIRED, "idle timeout")
+            elif now - session.created_at >= session.duration_limit_s:
+                self._end(session, SessionState.EXPIRED, "session duration limit")
+            else:
+                continue
+            self.expired_total += 1
+            ended.append(session)
+        return ended
+
+    def _end(self, session: Session, state: SessionState, reason: str) -> None:
+        session.state = state
+        session.ended_at = self._clock()
+        session.end_reason = reason
+
+    def counts(self) -> dict[str, int]:
+        sessions = list(self)
+        return {
+            "created": len(sessions),
+            "started": sum(1 for s in sessions if s.started_at is not None),
+            "stopped": sum(1 for s in sessions if s.state is SessionState.STOPPED),
+            "expired": sum(1 for s in sessions if s.state is SessionState.EXPIRED),
+            "open": sum(1 for s in sessions if s.state.open),
+        }

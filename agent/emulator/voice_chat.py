@@ -1,0 +1,170 @@
+"""The emulated voice-chat WebSocket (heygen-protocol.md §2).
+
+It decodes the client's protobuf frames, keeps count of the audio it received (so tests
+can hold the client to 16 kHz mono in 512-sample frames), detects speech in it and
+answers like HeyGen: ``user_start``/``user_stop`` on the socket, the user's transcript on
+the LiveKit data channel, then the avatar's spoken reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+from aiohttp import WSMsgType, web
+from loguru import logger
+
+from agent.emulator.app import EMULATOR_KEY, Emulator
+from agent.emulator.runtime import SessionRuntime, answer_text, answer_to_speech
+from agent.emulator.sessions import ServiceError, Session
+from agent.emulator.speech_detector import SpeechChange, SpeechDetector, SpeechEdge
+from agent.heygen.protocol import ProtocolError
+from agent.heygen.protocol import room_events as rev
+from agent.heygen.protocol import voice_chat as vc
+
+CHAT_PATH = vc.CHAT_PATH
+
+
+def _authorise(em: Emulator, request: web.Request) -> Session:
+    query = request.query
+    session_id = query.get("session_id", "")
+    token = query.get("session_token", "")
+    session = em.registry.get(session_id)
+    # The official client passes its session token; a key-only client passes its key.
+    if not (em.registry.token_allows(token, session_id) or em.config.accepts_key(token)):
+        raise ServiceError(401, 400112, "Unauthorized")
+    em.registry.require_started(session)
+    return session
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    em = request.app[EMULATOR_KEY]
+    try:
+        session = _authorise(em, request)
+    except ServiceError as exc:
+        return web.json_response(exc.body(), status=exc.status)
+    runtime = em.runtime(session)
+    ws = web.WebSocketResponse(heartbeat=None, compress=False, max_msg_size=4 * 1024 * 1024)
+    await ws.prepare(request)
+    runtime.sockets.add(ws)
+    chat = _Chat(em, session, runtime, ws, request)
+    try:
+        await chat.run()
+    finally:
+        runtime.sockets.discard(ws)
+    return ws
+
+
+class _Chat:
+    def __init__(
+        self,
+        em: Emulator,
+        session: Session,
+        runtime: SessionRuntime,
+        ws: web.WebSocketResponse,
+        request: web.Request,
+    ) -> None:
+        self.em = em
+        self.session = session
+        self.runtime = runtime
+        self.ws = ws
+        self.request = request
+        self.push_to_talk = request.query.get("push_to_talk") == "true"
+        self.silence_response = request.query.get("silence_response") == "true"
+        self.detector: SpeechDetector | None = None
+        self.messages = 0
+        self.last_voice = time.monotonic()
+
+    async def run(self) -> None:
+        helpers = [asyncio.create_task(self._drop_after_deadline())]
+        if self.silence_response:
+            helpers.append(asyncio.create_task(self._prompt_on_silence()))
+        try:
+            async for message in self.ws:
+                self.messages += 1
+                limit = self.em.faults.ws_drop_after_messages
+                if limit is not None and self.messages > limit:
+                    self._drop("message limit")
+                    break
+                if message.type == WSMsgType.BINARY:
+                    await self._on_frame(message.data)
+                elif message.type == WSMsgType.TEXT:
+                    logger.debug("emulator voice chat: ignoring a text message")
+        finally:
+            for helper in helpers:
+                helper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await helper
+
+    def _drop(self, why: str) -> None:
+        """Cut the TCP connection with no close frame, as a network failure would."""
+        logger.info(f"emulator: dropping voice-chat socket ({why})")
+        transport = self.request.transport
+        if transport is not None:
+            transport.abort()
+
+    async def _drop_after_deadline(self) -> None:
+        seconds = self.em.faults.ws_drop_after_seconds
+        if seconds is None:
+            return
+        await asyncio.sleep(seconds)
+        self._drop("time limit")
+
+    async def _on_frame(self, data: bytes) -> None:
+        stats = self.session.audio
+        try:
+            frame = vc.decode_frame(data)
+        except ProtocolError as exc:
+            stats.bad_frames += 1
+            logger.warning(f"emulator voice chat: {exc}")
+            return
+        self.em.registry.touch(self.session)
+        if isinstance(frame, vc.TextMessage):
+            stats.text_frames += 1
+            self.runtime.say(answer_text(frame.text))
+        elif isinstance(frame, vc.AudioChunk):
+            stats.frames += 1
+            stats.samples += frame.num_samples
+            stats.seconds += frame.duration_s
+            stats.sample_rates.add(frame.sample_rate)
+            stats.frame_samples[frame.num_samples] = (
+                stats.frame_samples.get(frame.num_samples, 0) + 1
+            )
+            if not self.push_to_talk and frame.num_channels == 1 and frame.sample_rate:
+                for change in self._detect(frame):
+                    await self._on_speech(change)
+
+    def _detect(self, frame: vc.AudioChunk) -> list[SpeechChange]:
+        if self.detector is None or self.detector.sample_rate != frame.sample_rate:
+            self.detector = SpeechDetector(frame.sample_rate)
+        return self.detector.feed(frame.audio)
+
+    async def _on_speech(self, change: SpeechChange) -> None:
+        stats = self.session.audio
+        self.last_voice = time.monotonic()
+        if change.edge is SpeechEdge.STARTED:
+            stats.user_starts += 1
+            await self.ws.send_str(vc.UserStart().to_json())
+            return
+        stats.user_stops += 1
+        await self.ws.send_str(vc.UserStop().to_json())
+        heard = f"({change.speech_s:.1f} seconds of speech)"
+        task_id = f"user-{stats.user_stops}"
+        await self.runtime.send_event(rev.UserTalkingMessage(task_id=task_id, message=heard))
+        await self.runtime.send_event(rev.UserEndMessage(task_id=task_id))
+        self.runtime.say(answer_to_speech(change.speech_s))
+
+    async def _prompt_on_silence(self) -> None:
+        """``user_silence`` each time the user stays quiet for the prompt interval."""
+        interval = self.em.config.silence_prompt_s
+        times = 0
+        while True:
+            await asyncio.sleep(interval / 4)
+            quiet = time.monotonic() - self.last_voice
+            speaking = self.detector is not None and self.detector.speaking
+            if quiet >= interval and not speaking and not self.runtime.speaking:
+                times += 1
+                self.last_voice = time.monotonic()
+                event = vc.UserSilence(silence_times=times, count_down=interval)
+                await self.ws.send_str(event.to_json())
