@@ -31,8 +31,9 @@ def _authorise(em: Emulator, request: web.Request) -> Session:
     session_id = query.get("session_id", "")
     token = query.get("session_token", "")
     session = em.registry.get(session_id)
-    # The official client passes its session token; a key-only client passes its key.
-    if not (em.registry.token_allows(token, session_id) or em.config.accepts_key(token)):
+    # The official client passes its session token; a key-only client passes the key
+    # that created the session.
+    if not (em.registry.token_allows(token, session_id) or token == session.owner_key):
         raise ServiceError(401, 400112, "Unauthorized")
     em.registry.require_started(session)
     return session
