@@ -72,6 +72,8 @@ class Emulator:
         self.faults = Faults()
         self.faults.apply(config.faults)
         self.runtimes: dict[str, SessionRuntime] = {}
+        #: requests seen per path (REST calls and socket handshakes), for tests
+        self.requests: dict[str, int] = {}
         self._avatar_factory = avatar_factory or default_avatar_factory
 
     # ------------------------------------------------------------------ auth
@@ -152,6 +154,7 @@ class Emulator:
             "sessions": self.registry.counts(),
             "per_session": {s.session_id: s.describe() for s in self.registry},
             "faults": self.faults.describe(),
+            "requests": dict(self.requests),
         }
 
 
@@ -330,14 +333,24 @@ REST_HANDLERS: dict[ia.Endpoint, RestHandler] = {
 }
 
 
+async def injected_fault(em: Emulator, path: str) -> web.Response | None:
+    """Apply the armed latency, and answer with an armed failure if one matches ``path``
+    (REST paths and WebSocket handshakes alike)."""
+    em.requests[path] = em.requests.get(path, 0) + 1
+    if em.faults.latency_s:
+        await asyncio.sleep(em.faults.latency_s)
+    injected = em.faults.take_failure(path)
+    if injected is None:
+        return None
+    return error_response(ServiceError(injected.status, injected.code, injected.message))
+
+
 def rest_route(endpoint: ia.Endpoint, handler: RestHandler) -> Handler:
     async def route(request: web.Request) -> web.StreamResponse:
         em = request.app[EMULATOR_KEY]
-        if em.faults.latency_s:
-            await asyncio.sleep(em.faults.latency_s)
-        injected = em.faults.take_failure(endpoint.path)
-        if injected is not None:
-            return error_response(ServiceError(injected.status, injected.code, injected.message))
+        failure = await injected_fault(em, endpoint.path)
+        if failure is not None:
+            return failure
         try:
             owner, token = em.authenticate(request, endpoint)
             return ok(await handler(em, request, owner, token))

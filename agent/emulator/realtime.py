@@ -12,7 +12,7 @@ import asyncio
 from aiohttp import WSMsgType, web
 from loguru import logger
 
-from agent.emulator.app import EMULATOR_KEY
+from agent.emulator.app import EMULATOR_KEY, injected_fault
 from agent.emulator.runtime import SessionRuntime
 from agent.emulator.sessions import ServiceError
 from agent.heygen.protocol import ProtocolError
@@ -23,6 +23,9 @@ IDLE, LISTENING, SPEAKING = "idle", "listening", "speaking"
 
 async def handle(request: web.Request) -> web.StreamResponse:
     em = request.app[EMULATOR_KEY]
+    failure = await injected_fault(em, request.path)
+    if failure is not None:
+        return failure
     try:
         session = em.registry.get(request.match_info["session_id"])
         em.registry.require_started(session)

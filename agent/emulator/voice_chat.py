@@ -15,7 +15,7 @@ import time
 from aiohttp import WSMsgType, web
 from loguru import logger
 
-from agent.emulator.app import EMULATOR_KEY, Emulator
+from agent.emulator.app import EMULATOR_KEY, Emulator, injected_fault
 from agent.emulator.runtime import SessionRuntime, answer_text, answer_to_speech
 from agent.emulator.sessions import ServiceError, Session
 from agent.emulator.speech_detector import SpeechChange, SpeechDetector, SpeechEdge
@@ -41,6 +41,9 @@ def _authorise(em: Emulator, request: web.Request) -> Session:
 
 async def handle(request: web.Request) -> web.StreamResponse:
     em = request.app[EMULATOR_KEY]
+    failure = await injected_fault(em, CHAT_PATH)
+    if failure is not None:
+        return failure
     try:
         session = _authorise(em, request)
     except ServiceError as exc:

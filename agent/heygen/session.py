@@ -1,0 +1,419 @@
+"""One avatar session's whole life, from token to stop.
+
+``create_token`` → ``new`` → ``start`` → LiveKit and the voice-chat socket, connected
+concurrently → keep-alive on a timer → ``stop``. HeyGen bills every open minute, so the
+rule this module exists to keep is: once ``new`` has answered, ``stop`` is sent on every
+way out — success, error at any later step, cancellation, or a crash of a background task.
+
+The session knows nothing of Pipecat; :class:`~agent.heygen.transport.HeyGenTransport`
+turns its callbacks into frames. It is usable on its own from plain asyncio code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, TypeVar
+
+import websockets
+from livekit import rtc
+from loguru import logger
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+
+from agent.heygen.api import HeyGenClient, HeyGenError
+from agent.heygen.chunker import AudioChunker
+from agent.heygen.protocol import ProtocolError
+from agent.heygen.protocol import interactive as ia
+from agent.heygen.protocol import room_events as rev
+from agent.heygen.protocol import voice_chat as vc
+from agent.heygen.redact import redact_url
+
+T = TypeVar("T")
+
+#: HeyGen ends a session after ``activity_idle_timeout`` (default 120 s) without activity.
+DEFAULT_KEEP_ALIVE_S = 60.0
+#: Reconnect a dropped voice-chat socket this many times before giving the session up.
+VOICE_CHAT_RECONNECTS = 3
+
+
+class SessionState(StrEnum):
+    IDLE = "idle"
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """How to open the session; ``request`` is the ``streaming.new`` body."""
+
+    request: ia.NewSessionRequest = field(default_factory=ia.NewSessionRequest)
+    #: Mint a session token first and use it for every session call (the official flow);
+    #: the voice-chat socket needs one.
+    use_session_token: bool = True
+    voice_chat: bool = True
+    livekit: bool = True
+    push_to_talk: bool = False
+    keep_alive_interval_s: float | None = DEFAULT_KEEP_ALIVE_S
+    connect_timeout_s: float = 20.0
+
+    def __post_init__(self) -> None:
+        # The socket URL carries its credential; a short-lived token may travel there,
+        # the account key must not.
+        if self.voice_chat and not self.use_session_token:
+            raise ValueError("voice chat needs use_session_token=True")
+
+
+class SessionListener:
+    """Callbacks from a running session; override what you need. They run on the event
+    loop and must not block; an exception in one is logged, never raised into the session."""
+
+    async def on_started(self, session: HeyGenSession) -> None: ...
+    async def on_room_event(self, event: rev.RoomEvent) -> None: ...
+    async def on_chat_event(self, event: vc.VoiceChatEvent) -> None: ...
+    async def on_track(self, track: rtc.Track, participant: rtc.RemoteParticipant) -> None: ...
+    async def on_avatar_left(self, identity: str) -> None: ...
+    async def on_connection_lost(self, part: str, reason: str) -> None: ...
+    async def on_stopped(self, reason: str) -> None: ...
+
+
+class HeyGenSession:
+    """A HeyGen streaming session. Use ``async with`` or pair :meth:`start` with
+    :meth:`stop`; :meth:`stop` is idempotent and safe from any state."""
+
+    def __init__(
+        self,
+        client: HeyGenClient,
+        options: SessionOptions | None = None,
+        listener: SessionListener | None = None,
+    ) -> None:
+        self._root_client = client
+        self._client = client
+        self.options = options or SessionOptions()
+        self.listener = listener or SessionListener()
+        self.state = SessionState.IDLE
+        self.session_id: str | None = None
+        self.info: ia.NewSessionAnswer | None = None
+        self.room: rtc.Room | None = None
+        self._token: str | None = None
+        self._ws: ClientConnection | None = None
+        self._chunker = AudioChunker()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._send_lock = asyncio.Lock()
+        self._stop_reason = ""
+        self._stopped = asyncio.Event()
+
+    # ------------------------------------------------------------------ life
+
+    async def __aenter__(self) -> HeyGenSession:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        if self.state is not SessionState.IDLE:
+            raise RuntimeError(f"session already {self.state}")
+        self.state = SessionState.STARTING
+        try:
+            await self._start_sequence()
+        except BaseException as exc:
+            # Whatever failed, and even on cancellation, a created session is stopped.
+            await _despite_cancel(self.stop(reason=f"start failed: {type(exc).__name__}"))
+            raise
+        self.state = SessionState.RUNNING
+        await self._notify(self.listener.on_started(self))
+
+    async def _start_sequence(self) -> None:
+        opts = self.options
+        if opts.use_session_token:
+            token = await self._root_client.create_token()
+            self._token = token.get_secret_value()
+            self._client = self._root_client.with_session_token(token)
+        # If cancelled while ``new`` is in flight, the service may still create the
+        # session; wait for its id so that it can be stopped, then honour the cancel.
+        info, cancelled = await _despite_cancel(self._client.new_session(opts.request))
+        self.info, self.session_id = info, info.session_id
+        if cancelled:
+            raise asyncio.CancelledError
+        logger.info(f"HeyGen session {self.session_id} created")
+        await self._client.start_session(self.session_id)
+        connects: list[Awaitable[None]] = []
+        if opts.livekit:
+            connects.append(self._connect_livekit())
+        if opts.voice_chat:
+            connects.append(self._connect_voice_chat())
+        async with asyncio.timeout(opts.connect_timeout_s):
+            await _all_or_nothing(connects)
+        if opts.voice_chat:
+            self._spawn(self._read_voice_chat(), "heygen-voice-chat")
+        if opts.keep_alive_interval_s:
+            self._spawn(self._keep_alive_loop(opts.keep_alive_interval_s), "heygen-keep-alive")
+
+    async def stop(self, reason: str = "stopped by client") -> None:
+        """Close the socket and the room, then ``streaming.stop``; never raises."""
+        if self.state in (SessionState.STOPPING, SessionState.STOPPED):
+            await self._stopped.wait()
+            return
+        self.state = SessionState.STOPPING
+        self._stop_reason = reason
+        current = asyncio.current_task()
+        for task in list(self._tasks):
+            if task is not current:
+                task.cancel()
+        for task in list(self._tasks):
+            if task is not current:
+                with contextlib.suppress(BaseException):
+                    await task
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+        if self.room is not None:
+            with contextlib.suppress(Exception):
+                await self.room.disconnect()
+        if self.session_id is not None:
+            try:
+                await self._client.stop_session(self.session_id)
+                logger.info(f"HeyGen session {self.session_id} stopped ({reason})")
+            except HeyGenError as exc:
+                logger.error(f"HeyGen session {self.session_id}: stop failed: {exc}")
+        self.state = SessionState.STOPPED
+        self._stopped.set()
+        await self._notify(self.listener.on_stopped(reason))
+
+    async def wait_stopped(self) -> str:
+        await self._stopped.wait()
+        return self._stop_reason
+
+    # ------------------------------------------------------------------ operations
+
+    async def speak(
+        self,
+        text: str,
+        *,
+        task_type: ia.TaskType = ia.TaskType.REPEAT,
+        task_mode: ia.TaskMode = ia.TaskMode.ASYNC,
+    ) -> str | None:
+        """Make the avatar say (``repeat``) or answer (``talk``) ``text``.
+
+        An async talk goes over the voice-chat socket as a text frame, as the official
+        client does; everything else is ``streaming.task``. Returns the task id when
+        HeyGen gives one."""
+        session_id = self._require_running()
+        if task_type == ia.TaskType.TALK and task_mode == ia.TaskMode.ASYNC and self._ws:
+            await self.send_raw(vc.encode_text(text))
+            return None
+        answer = await self._client.speak(session_id, text, task_type=task_type,
+                                          task_mode=task_mode)
+        return answer.task_id
+
+    async def interrupt(self) -> None:
+        self._chunker.reset()
+        await self._client.interrupt(self._require_running())
+
+    async def start_listening(self) -> None:
+        await self._client.start_listening(self._require_running())
+
+    async def stop_listening(self) -> None:
+        await self._client.stop_listening(self._require_running())
+
+    async def keep_alive(self) -> None:
+        await self._client.keep_alive(self._require_running())
+
+    @property
+    def muted(self) -> bool:
+        return self._chunker.muted
+
+    def mute(self) -> None:
+        """Keep sending, but zeros: HeyGen hears silence, not a stalled stream."""
+        self._chunker.muted = True
+
+    def unmute(self) -> None:
+        self._chunker.muted = False
+
+    async def push_to_talk(self, talking: bool) -> None:
+        """Start or stop a push-to-talk turn (sessions created with push-to-talk only)."""
+        if not self.options.push_to_talk:
+            raise RuntimeError("this session was not created with push-to-talk")
+        if self.room is None:
+            raise RuntimeError("push-to-talk needs the LiveKit room")
+        message = rev.PUSH_TO_TALK_START if talking else rev.PUSH_TO_TALK_STOP
+        await self.room.local_participant.publish_data(message.encode(), reliable=True)
+
+    async def send_audio(self, pcm: bytes, sample_rate: int, num_channels: int = 1) -> int:
+        """Send user audio at any rate; returns how many 512-sample messages went out."""
+        chunks = self._chunker.push(pcm, sample_rate, num_channels)
+        for chunk in chunks:
+            await self.send_raw(vc.encode_audio(chunk))
+        return len(chunks)
+
+    async def send_raw(self, message: bytes) -> bool:
+        """One binary message on the voice-chat socket; ``False`` if it is not open."""
+        ws = self._ws
+        if ws is None or self.state is not SessionState.RUNNING:
+            return False
+        try:
+            async with self._send_lock:
+                await ws.send(message)
+        except websockets.ConnectionClosed:
+            return False  # the reader notices and reconnects
+        return True
+
+    # ------------------------------------------------------------------ connections
+
+    async def _connect_livekit(self) -> None:
+        assert self.info is not None
+        room = rtc.Room()
+        self.room = room
+
+        @room.on("track_subscribed")
+        def _track(track: rtc.Track, _pub: Any, participant: rtc.RemoteParticipant) -> None:
+            self._spawn(self._notify(self.listener.on_track(track, participant)), "heygen-track")
+
+        @room.on("data_received")
+        def _data(packet: rtc.DataPacket) -> None:
+            try:
+                event = rev.parse_room_event(packet.data)
+            except ProtocolError as exc:
+                logger.warning(f"HeyGen data event ignored: {exc}")
+                return
+            self._spawn(self._notify(self.listener.on_room_event(event)), "heygen-event")
+
+        @room.on("participant_disconnected")
+        def _left(participant: rtc.RemoteParticipant) -> None:
+            self._spawn(
+                self._notify(self.listener.on_avatar_left(participant.identity)), "heygen-left"
+            )
+
+        @room.on("disconnected")
+        def _disconnected(reason: Any) -> None:
+            if self.state is SessionState.RUNNING:
+                self._spawn(
+                    self._notify(self.listener.on_connection_lost("livekit", str(reason))),
+                    "heygen-lk-lost",
+                )
+
+        await room.connect(self.info.url, self.info.access_token.get_secret_value())
+        logger.debug(f"HeyGen session {self.session_id}: LiveKit room joined")
+
+    def _chat_url(self) -> str:
+        assert self.session_id is not None and self._token is not None
+        return vc.chat_url(
+            self._client.base_url,
+            session_id=self.session_id,
+            session_token=self._token,
+            silence_response=bool(self.options.request.silence_response),
+            push_to_talk=self.options.push_to_talk,
+            livekit_transport=bool(self.options.request.ia_is_livekit_transport),
+        )
+
+    async def _connect_voice_chat(self) -> None:
+        url = self._chat_url()
+        try:
+            self._ws = await ws_connect(url, compression=None, max_size=2**22,
+                                        open_timeout=self.options.connect_timeout_s)
+        except (OSError, websockets.WebSocketException) as exc:
+            reason = self._client.redact(str(exc))
+            raise HeyGenError(f"voice chat {redact_url(url)}: {reason}") from None
+        logger.debug(f"HeyGen session {self.session_id}: voice chat connected")
+
+    async def _read_voice_chat(self) -> None:
+        reconnects = 0
+        while True:
+            ws = self._ws
+            assert ws is not None
+            try:
+                async for message in ws:
+                    reconnects = 0
+                    if isinstance(message, bytes):
+                        continue
+                    try:
+                        event = vc.parse_event(message)
+                    except ProtocolError as exc:
+                        logger.warning(f"HeyGen voice-chat message ignored: {exc}")
+                        continue
+                    await self._notify(self.listener.on_chat_event(event))
+                return  # closed cleanly by the server: the session is ending
+            except websockets.ConnectionClosedError as exc:
+                code = exc.rcvd.code if exc.rcvd is not None else 1006
+                reason = f"voice-chat socket dropped (code {code})"
+            await self._notify(self.listener.on_connection_lost("voice_chat", reason))
+            if reconnects >= VOICE_CHAT_RECONNECTS:
+                logger.error(f"HeyGen session {self.session_id}: {reason}; giving up")
+                self._spawn(self.stop(reason=reason), "heygen-stop")
+                return
+            reconnects += 1
+            await asyncio.sleep(0.2 * 2**reconnects)
+            try:
+                await self._connect_voice_chat()
+                self._chunker.reset()
+                logger.info(f"HeyGen session {self.session_id}: voice chat reconnected")
+            except HeyGenError as exc:
+                logger.warning(f"HeyGen session {self.session_id}: reconnect failed: {exc}")
+
+    async def _keep_alive_loop(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.keep_alive()
+            except HeyGenError as exc:
+                logger.warning(f"HeyGen session {self.session_id}: keep-alive failed: {exc}")
+
+    # ------------------------------------------------------------------ helpers
+
+    def _require_running(self) -> str:
+        if self.state is not SessionState.RUNNING or self.session_id is None:
+            raise RuntimeError(f"session is {self.state}, not running")
+        return self.session_id
+
+    def _spawn(self, coro: Awaitable[Any], name: str) -> None:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        logger.error(f"HeyGen session task {task.get_name()} crashed: {exc!r}")
+        if self.state is SessionState.RUNNING:
+            self._spawn(self.stop(reason=f"task {task.get_name()} crashed"), "heygen-stop")
+
+    async def _notify(self, call: Awaitable[None]) -> None:
+        try:
+            await call
+        except Exception as exc:
+            logger.exception(f"HeyGen session listener failed: {exc}")
+
+
+async def _all_or_nothing(calls: list[Awaitable[None]]) -> None:
+    """Run ``calls`` concurrently; if one fails, cancel the others and raise its error."""
+    tasks = [asyncio.ensure_future(c) for c in calls]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+async def _despite_cancel(call: Awaitable[T]) -> tuple[T, bool]:
+    """Run ``call`` to the end even if the caller is cancelled meanwhile; return its
+    result and whether a cancellation arrived, for the caller to honour afterwards."""
+    task = asyncio.ensure_future(call)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+    return task.result(), cancelled

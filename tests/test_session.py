@@ -1,0 +1,211 @@
+"""HeyGenSession against the emulator over real sockets (media-less avatar here; the
+LiveKit side is covered in tests/test_transport_e2e.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import numpy as np
+import pytest
+
+from agent.emulator.config import EmulatorConfig
+from agent.emulator.faults import FaultSettings
+from agent.emulator.server import EmulatorServer
+from agent.heygen import api
+from agent.heygen.protocol import interactive as ia
+from agent.heygen.protocol import voice_chat as vc
+from agent.heygen.session import HeyGenSession, SessionListener, SessionOptions, SessionState
+
+KEY = "session-test-key-1234"
+NO_MEDIA = SessionOptions(livekit=False, keep_alive_interval_s=None)
+
+
+class Recorder(SessionListener):
+    def __init__(self) -> None:
+        self.chat: list[str] = []
+        self.lost: list[str] = []
+        self.stopped: list[str] = []
+
+    async def on_chat_event(self, event: vc.VoiceChatEvent) -> None:
+        self.chat.append(event.type)
+
+    async def on_connection_lost(self, part: str, reason: str) -> None:
+        self.lost.append(part)
+
+    async def on_stopped(self, reason: str) -> None:
+        self.stopped.append(reason)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[EmulatorServer]:
+    async with EmulatorServer(EmulatorConfig(api_keys=frozenset({KEY}))) as server:
+        yield server
+
+
+@pytest.fixture
+async def client(server: EmulatorServer) -> AsyncIterator[api.HeyGenClient]:
+    async with api.HeyGenClient(KEY, base_url=server.base_url, max_retries=1) as client:
+        yield client
+
+
+def counts(server: EmulatorServer) -> dict[str, int]:
+    return server.emulator.registry.counts()
+
+
+def tone(seconds: float, rate: int = 48000) -> bytes:
+    t = np.arange(int(seconds * rate)) / rate
+    return (np.sin(2 * np.pi * 180 * t) * 8000).astype("<i2").tobytes()
+
+
+async def test_session_life_and_operations(
+    server: EmulatorServer, client: api.HeyGenClient
+) -> None:
+    listener = Recorder()
+    async with HeyGenSession(client, NO_MEDIA, listener) as session:
+        assert session.state is SessionState.RUNNING and session.session_id
+        emulated = server.emulator.registry.get(session.session_id)
+        await session.speak("Repeat me", task_mode=ia.TaskMode.SYNC)
+        assert await session.speak("Answer me", task_type=ia.TaskType.TALK) is None  # socket
+        await session.interrupt()
+        await session.start_listening()
+        assert emulated.listening
+        await session.stop_listening()
+        await session.keep_alive()
+
+        rate = 48000  # a microphone's rate: the session resamples to 16 kHz
+        audio = bytes(rate * 2) + tone(1.0) + bytes(rate * 2 * 2)  # 1 s quiet, 1 s tone, 2 s quiet
+        sent = 0
+        for i in range(0, len(audio), rate // 50 * 2):  # 20 ms frames
+            sent += await session.send_audio(audio[i : i + rate // 50 * 2], rate)
+        await asyncio.sleep(0.3)
+        assert emulated.audio.frames == sent and emulated.audio.frame_samples == {512: sent}
+        assert emulated.audio.seconds == pytest.approx(4.0, abs=0.05)
+        assert listener.chat == ["user_start", "user_stop"]
+
+        session.mute()
+        for i in range(0, len(audio), rate // 50 * 2):
+            await session.send_audio(audio[i : i + rate // 50 * 2], rate)
+        await asyncio.sleep(0.3)
+        assert listener.chat == ["user_start", "user_stop"], "muted: HeyGen heard only zeros"
+        assert emulated.audio.seconds == pytest.approx(8.0, abs=0.1), "the cadence went on"
+        assert emulated.audio.text_frames == 1
+        assert [t["text"] for t in emulated.tasks] == [
+            "Repeat me", "You said: Answer me", "I heard 1.0 seconds of speech."]
+    assert session.state is SessionState.STOPPED
+    assert counts(server)["stopped"] == 1 and counts(server)["open"] == 0
+    assert listener.stopped == ["stopped by client"]
+    await session.stop()  # idempotent
+    assert server.emulator.requests["/v1/streaming.stop"] == 1
+
+
+async def test_operations_need_a_running_session(client: api.HeyGenClient) -> None:
+    session = HeyGenSession(client, NO_MEDIA)
+    with pytest.raises(RuntimeError, match="not running"):
+        await session.speak("hi")
+    await session.stop()  # before start: nothing to stop, no error
+    assert session.state is SessionState.STOPPED
+
+
+def test_voice_chat_requires_a_session_token() -> None:
+    with pytest.raises(ValueError, match="use_session_token"):
+        SessionOptions(use_session_token=False)
+
+
+@pytest.mark.parametrize(
+    "failing_path,created",
+    [
+        ("/v1/streaming.create_token", 0),
+        ("/v1/streaming.new", 0),
+        ("/v1/streaming.start", 1),
+        (vc.CHAT_PATH, 1),
+    ],
+)
+async def test_a_failure_at_any_step_stops_what_was_created(
+    server: EmulatorServer, client: api.HeyGenClient, failing_path: str, created: int
+) -> None:
+    server.emulator.faults.apply(
+        FaultSettings.model_validate({"fail_next": {"status": 400, "path": failing_path}})
+    )
+    session = HeyGenSession(client, NO_MEDIA)
+    with pytest.raises(api.HeyGenError):
+        await session.start()
+    assert session.state is SessionState.STOPPED
+    assert counts(server)["created"] == created
+    assert counts(server)["stopped"] == created and counts(server)["open"] == 0
+
+
+async def test_a_livekit_failure_stops_the_session(
+    server: EmulatorServer, client: api.HeyGenClient
+) -> None:
+    """The emulator has no LiveKit here, so its room URL is empty and joining fails."""
+    session = HeyGenSession(client, SessionOptions(keep_alive_interval_s=None))
+    with pytest.raises(Exception):  # noqa: B017 - LiveKit's own error type
+        await session.start()
+    assert counts(server) == {"created": 1, "started": 1, "stopped": 1, "expired": 0, "open": 0}
+
+
+@pytest.mark.parametrize("cancel_after_s", [0.1, 0.4, 0.7, 1.0])
+async def test_cancelling_at_any_step_stops_what_was_created(
+    server: EmulatorServer, client: api.HeyGenClient, cancel_after_s: float
+) -> None:
+    """Each request takes 0.3 s: cancel during create_token, new, start, then the socket
+    handshake (the new one is the hard case: the service creates a session whose id the
+    client has not yet seen)."""
+    server.emulator.faults.apply(FaultSettings(latency_ms=300))
+    session = HeyGenSession(client, NO_MEDIA)
+    starting = asyncio.create_task(session.start())
+    await asyncio.sleep(cancel_after_s)
+    starting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await starting
+    server.emulator.faults.apply(FaultSettings(reset=True))
+    created = counts(server)["created"]
+    assert created == (0 if cancel_after_s < 0.3 else 1)
+    assert counts(server)["open"] == 0 and counts(server)["stopped"] == created
+    assert session.state is SessionState.STOPPED
+
+
+async def test_keep_alive_runs_on_a_timer(server: EmulatorServer, client: api.HeyGenClient) -> None:
+    options = SessionOptions(livekit=False, keep_alive_interval_s=0.1)
+    async with HeyGenSession(client, options):
+        await asyncio.sleep(0.55)
+    assert 4 <= server.emulator.requests["/v1/streaming.keep_alive"] <= 6
+
+
+async def test_a_dropped_socket_is_reconnected(
+    server: EmulatorServer, client: api.HeyGenClient
+) -> None:
+    listener = Recorder()
+    async with HeyGenSession(client, NO_MEDIA, listener) as session:
+        assert session.session_id is not None
+        server.emulator.faults.ws_drop_after_messages = 5
+        for _ in range(10):
+            await session.send_audio(bytes(1024), 16000)
+            await asyncio.sleep(0.01)
+        server.emulator.faults.ws_drop_after_messages = None
+        for _ in range(50):
+            if server.emulator.requests[vc.CHAT_PATH] == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert listener.lost == ["voice_chat"]
+        assert server.emulator.requests[vc.CHAT_PATH] == 2
+        await asyncio.sleep(0.1)
+        before = server.emulator.registry.get(session.session_id).audio.frames
+        assert await session.send_audio(bytes(1024 * 3), 16000) == 3
+        await asyncio.sleep(0.2)
+        assert server.emulator.registry.get(session.session_id).audio.frames == before + 3
+        assert session.state is SessionState.RUNNING
+    assert counts(server)["stopped"] == 1
+
+
+async def test_a_socket_that_keeps_dropping_ends_the_session(
+    server: EmulatorServer, client: api.HeyGenClient
+) -> None:
+    listener = Recorder()
+    session = HeyGenSession(client, NO_MEDIA, listener)
+    server.emulator.faults.apply(FaultSettings(ws_drop_after_seconds=0.3))  # every connection
+    await session.start()
+    reason = await asyncio.wait_for(session.wait_stopped(), 10)
+    assert "dropped" in reason and len(listener.lost) == 4
+    assert counts(server)["stopped"] == 1 and counts(server)["open"] == 0
