@@ -14,9 +14,15 @@ import soxr
 
 from agent.heygen.protocol import voice_chat as vc
 
+#: The most audio the streaming resampler holds back at any moment, measured for sources
+#: of 22.05-48 kHz in 20 ms frames (about 40 ms; 8 kHz sources hold up to ~120 ms).
+RESAMPLER_HOLDBACK_S = 0.045
+
 
 class AudioChunker:
-    def __init__(self, *, sample_rate: int = vc.SAMPLE_RATE, chunk_samples: int = vc.CHUNK_SAMPLES):
+    def __init__(
+        self, *, sample_rate: int = vc.SAMPLE_RATE, chunk_samples: int = vc.CHUNK_SAMPLES
+    ) -> None:
         self.sample_rate = sample_rate
         self.chunk_bytes = chunk_samples * vc.SAMPLE_WIDTH
         self.muted = False

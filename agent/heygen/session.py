@@ -125,7 +125,7 @@ class HeyGenSession:
             await self._start_sequence()
         except BaseException as exc:
             # Whatever failed, and even on cancellation, a created session is stopped.
-            await _despite_cancel(self.stop(reason=f"start failed: {type(exc).__name__}"))
+            await self.stop(reason=f"start failed: {type(exc).__name__}")
             raise
         self.state = SessionState.RUNNING
         await self._notify(self.listener.on_started(self))
@@ -157,20 +157,28 @@ class HeyGenSession:
             self._spawn(self._keep_alive_loop(opts.keep_alive_interval_s), "heygen-keep-alive")
 
     async def stop(self, reason: str = "stopped by client") -> None:
-        """Close the socket and the room, then ``streaming.stop``; never raises."""
+        """Close the socket and the room, then ``streaming.stop``; never raises.
+
+        Runs to the end even if the caller is cancelled meanwhile (a pipeline tearing
+        down, Ctrl-C): the cancellation is honoured once the session is stopped."""
         if self.state in (SessionState.STOPPING, SessionState.STOPPED):
             await self._stopped.wait()
             return
         self.state = SessionState.STOPPING
+        caller = asyncio.current_task()
+        _, cancelled = await _despite_cancel(self._shut_down(reason, caller))
+        if cancelled:
+            raise asyncio.CancelledError
+
+    async def _shut_down(self, reason: str, caller: asyncio.Task[Any] | None) -> None:
         self._stop_reason = reason
-        current = asyncio.current_task()
-        for task in list(self._tasks):
-            if task is not current:
-                task.cancel()
-        for task in list(self._tasks):
-            if task is not current:
-                with contextlib.suppress(BaseException):
-                    await task
+        # The caller may be one of our own tasks (a reader giving up): never wait on it.
+        others = [t for t in self._tasks if t is not caller]
+        for task in others:
+            task.cancel()
+        for task in others:
+            with contextlib.suppress(BaseException):
+                await task
         if self._ws is not None:
             with contextlib.suppress(Exception):
                 await self._ws.close()

@@ -27,6 +27,7 @@ SAMPLE_WIDTH = 2
 #: The official client sends 512 samples (32 ms) per message.
 CHUNK_SAMPLES = 512
 CHUNK_BYTES = CHUNK_SAMPLES * NUM_CHANNELS * SAMPLE_WIDTH
+CHUNK_SECONDS = CHUNK_SAMPLES / SAMPLE_RATE
 
 CHAT_PATH = "/v1/ws/streaming.chat"
 

@@ -1,0 +1,393 @@
+"""HeyGenTransport: a HeyGen avatar session as a Pipecat transport.
+
+``output()`` takes the user's side to HeyGen: microphone audio (as 512-sample protobuf
+messages on the voice-chat socket), text to answer, :class:`HeyGenSpeakFrame` to say,
+interruptions. ``input()`` brings the avatar back: its video (``OutputImageRawFrame``),
+its voice (``OutputAudioRawFrame``), and HeyGen's events and transcripts as the frames
+listed in :mod:`agent.heygen.frames`. A voice-chat pipeline reads::
+
+    Pipeline([microphone, vad, heygen.output(), heygen.input(), viewer, speaker])
+
+The session starts on the first ``StartFrame`` either processor sees, and is stopped
+(``streaming.stop``) on ``EndFrame``, ``CancelFrame``, or when HeyGen ends it — in which
+case the pipeline is asked to end too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from typing import Any, Literal
+
+from livekit import rtc
+from loguru import logger
+from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
+    CancelFrame,
+    EndFrame,
+    EndWorkerFrame,
+    Frame,
+    InputAudioRawFrame,
+    InterruptionFrame,
+    OutputAudioRawFrame,
+    OutputImageRawFrame,
+    StartFrame,
+    TextFrame,
+    TranscriptionFrame,
+    VADUserStartedSpeakingFrame,
+)
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.transports.base_transport import BaseTransport
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.heygen.api import HeyGenClient
+from agent.heygen.frames import (
+    I420,
+    HeyGenAvatarTranscriptFrame,
+    HeyGenSpeakFrame,
+    TranscriptAssembler,
+    frame_for_chat_event,
+)
+from agent.heygen.protocol import interactive as ia
+from agent.heygen.protocol import room_events as rev
+from agent.heygen.protocol import voice_chat as vc
+from agent.heygen.serializer import HeyGenFrameSerializer
+from agent.heygen.session import HeyGenSession, SessionListener, SessionOptions, SessionState
+from agent.media.frame_queue import DropOldestQueue
+
+VideoFormat = Literal["I420", "RGB", "RGBA"]
+_LIVEKIT_FORMAT = {
+    "I420": rtc.VideoBufferType.I420,
+    "RGB": rtc.VideoBufferType.RGB24,
+    "RGBA": rtc.VideoBufferType.RGBA,
+}
+DROP_REPORT_INTERVAL_S = 5.0
+#: How much user audio to hold while the session is still starting.
+BACKLOG_S = 2.0
+
+EVENTS = (
+    "on_session_started",
+    "on_session_ended",
+    "on_avatar_started_speaking",
+    "on_avatar_stopped_speaking",
+    "on_avatar_transcript",
+    "on_user_started_speaking",
+    "on_user_stopped_speaking",
+    "on_user_transcript",
+    "on_avatar_video_started",
+    "on_avatar_left",
+    "on_connection_lost",
+    "on_video_frames_dropped",
+)
+
+
+class HeyGenParams(BaseModel):
+    """What the transport does with the avatar's media and the user's speech."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    video_enabled: bool = True
+    #: I420 is LiveKit's decoded format: handed on as is, no conversion. RGB/RGBA are
+    #: converted in LiveKit's native code, for outputs that need them.
+    video_format: VideoFormat = "I420"
+    video_queue_size: int = Field(3, ge=1)
+    audio_enabled: bool = True
+    audio_sample_rate: int = 24_000
+    #: Interrupt the avatar as soon as the local VAD hears the user (barge-in), instead
+    #: of waiting for HeyGen's own detection.
+    interrupt_on_user_speech: bool = True
+
+
+class HeyGenTransport(BaseTransport):
+    """One HeyGen avatar session in a Pipecat pipeline.
+
+    Event handlers, Pipecat style (``@transport.event_handler("on_user_transcript")``):
+    ``on_session_started(transport, session_id)``, ``on_session_ended(transport, reason)``,
+    ``on_avatar_started_speaking(transport)``, ``on_avatar_stopped_speaking(transport)``,
+    ``on_avatar_transcript(transport, text)``, ``on_user_started_speaking(transport)``,
+    ``on_user_stopped_speaking(transport)``, ``on_user_transcript(transport, text)``,
+    ``on_avatar_video_started(transport, width, height)``, ``on_avatar_left(transport,
+    identity)``, ``on_connection_lost(transport, part, reason)``,
+    ``on_video_frames_dropped(transport, count)``.
+    """
+
+    def __init__(
+        self,
+        *,
+        client: HeyGenClient | None = None,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        session_options: SessionOptions | None = None,
+        params: HeyGenParams | None = None,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(name=name)
+        self._owns_client = client is None
+        self.client = client or HeyGenClient(api_key, base_url=base_url)
+        self.params = params or HeyGenParams()
+        options = session_options or SessionOptions()
+        self.session = HeyGenSession(self.client, options, _Listener(self))
+        self.serializer = HeyGenFrameSerializer()
+        self._input = HeyGenInput(self)
+        self._output = HeyGenOutput(self)
+        self._start_lock = asyncio.Lock()
+        self._started = False
+        self._ended = False
+        self._media_tasks: set[asyncio.Task[None]] = set()
+        self.avatar_speaking = False
+        self.video_frames = 0
+        for event in EVENTS:
+            self._register_event_handler(event)
+
+    def input(self) -> HeyGenInput:
+        return self._input
+
+    def output(self) -> HeyGenOutput:
+        return self._output
+
+    # ------------------------------------------------------------------ control
+
+    async def speak(self, text: str, task_type: ia.TaskType = ia.TaskType.REPEAT) -> None:
+        await self.session.speak(text, task_type=task_type)
+
+    async def interrupt(self) -> None:
+        await self.session.interrupt()
+
+    def mute(self) -> None:
+        self.serializer.muted = True
+
+    def unmute(self) -> None:
+        self.serializer.muted = False
+
+    @property
+    def muted(self) -> bool:
+        return self.serializer.muted
+
+    # ------------------------------------------------------------------ life
+
+    async def _start(self, processor: FrameProcessor) -> None:
+        async with self._start_lock:
+            if self._started:
+                return
+            self._started = True
+            try:
+                await self.session.start()
+            except Exception as exc:
+                message = f"HeyGen session could not start: {exc}"
+                logger.error(message)
+                await processor.push_error(message, exc, force_treat_as_permanent=True)
+                await processor.push_frame(EndWorkerFrame(reason=message))
+
+    async def _stop(self, reason: str) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        for task in list(self._media_tasks):
+            task.cancel()
+        for task in list(self._media_tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.session.stop(reason=reason)
+        await self.cleanup()  # lets event handlers (on_session_ended...) finish
+        if self._owns_client:
+            await self.client.aclose()
+
+    # ------------------------------------------------------------------ media
+
+    def _watch_track(self, track: rtc.Track) -> None:
+        if track.kind == rtc.TrackKind.KIND_VIDEO and self.params.video_enabled:
+            self._spawn(self._pump_video(track))
+        elif track.kind == rtc.TrackKind.KIND_AUDIO and self.params.audio_enabled:
+            self._spawn(self._pump_audio(track))
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
+        self._media_tasks.add(task)
+        task.add_done_callback(self._media_tasks.discard)
+
+    async def _pump_video(self, track: rtc.Track) -> None:
+        """Read frames as fast as LiveKit gives them into a bounded queue, and push from
+        the queue: if pushing falls behind, the oldest frames go, counted."""
+        fmt = self.params.video_format
+        queue: DropOldestQueue[OutputImageRawFrame] = DropOldestQueue(self.params.video_queue_size)
+        pusher = asyncio.get_running_loop().create_task(self._push_video(queue))
+        stream = rtc.VideoStream(track, format=_LIVEKIT_FORMAT[fmt], capacity=2)
+        try:
+            async for event in stream:
+                frame = event.frame
+                image = OutputImageRawFrame(
+                    image=bytes(frame.data), size=(frame.width, frame.height),
+                    format=I420 if fmt == "I420" else fmt,
+                )
+                queue.put(image)
+        finally:
+            pusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pusher
+            await stream.aclose()
+
+    async def _push_video(self, queue: DropOldestQueue[OutputImageRawFrame]) -> None:
+        loop = asyncio.get_running_loop()
+        next_report = loop.time() + DROP_REPORT_INTERVAL_S
+        while True:
+            image = await queue.get()
+            if self.video_frames == 0:
+                await self._call_event_handler("on_avatar_video_started", *image.size)
+            self.video_frames += 1
+            await self._input.push_frame(image)
+            if loop.time() >= next_report:
+                next_report = loop.time() + DROP_REPORT_INTERVAL_S
+                dropped = queue.take_dropped()
+                if dropped:
+                    logger.warning(f"HeyGen video: dropped {dropped} frames (slow pipeline)")
+                    await self._call_event_handler("on_video_frames_dropped", dropped)
+
+    async def _pump_audio(self, track: rtc.Track) -> None:
+        rate = self.params.audio_sample_rate
+        stream = rtc.AudioStream(track, sample_rate=rate, num_channels=1)
+        try:
+            async for event in stream:
+                data = bytes(event.frame.data)
+                await self._input.push_frame(
+                    OutputAudioRawFrame(audio=data, sample_rate=rate, num_channels=1)
+                )
+        finally:
+            await stream.aclose()
+
+
+class _Listener(SessionListener):
+    """Turns the session's callbacks into frames and event-handler calls."""
+
+    def __init__(self, transport: HeyGenTransport) -> None:
+        self.t = transport
+        self.transcripts = TranscriptAssembler()
+
+    async def on_started(self, session: HeyGenSession) -> None:
+        await self.t._call_event_handler("on_session_started", session.session_id)
+
+    async def on_track(self, track: rtc.Track, participant: rtc.RemoteParticipant) -> None:
+        self.t._watch_track(track)
+
+    async def on_room_event(self, event: rev.RoomEvent) -> None:
+        t = self.t
+        for frame in self.transcripts.frames_for_room_event(event):
+            await t._input.push_frame(frame)
+            if isinstance(frame, BotStartedSpeakingFrame):
+                t.avatar_speaking = True
+                await t._call_event_handler("on_avatar_started_speaking")
+            elif isinstance(frame, HeyGenAvatarTranscriptFrame):
+                await t._call_event_handler("on_avatar_transcript", frame.text)
+            elif isinstance(frame, TranscriptionFrame):
+                await t._call_event_handler("on_user_transcript", frame.text)
+        if isinstance(event, rev.AvatarStopTalking):
+            t.avatar_speaking = False
+            await t._call_event_handler("on_avatar_stopped_speaking")
+
+    async def on_chat_event(self, event: vc.VoiceChatEvent) -> None:
+        await self.t._input.push_frame(frame_for_chat_event(event))
+        if isinstance(event, vc.UserStart):
+            await self.t._call_event_handler("on_user_started_speaking")
+        elif isinstance(event, vc.UserStop):
+            await self.t._call_event_handler("on_user_stopped_speaking")
+
+    async def on_avatar_left(self, identity: str) -> None:
+        await self.t._call_event_handler("on_avatar_left", identity)
+
+    async def on_connection_lost(self, part: str, reason: str) -> None:
+        if part == "voice_chat":
+            self.t.serializer.reset()
+        await self.t._call_event_handler("on_connection_lost", part, reason)
+
+    async def on_stopped(self, reason: str) -> None:
+        await self.t._call_event_handler("on_session_ended", reason)
+        if not self.t._ended and self.t._input.started:
+            # HeyGen ended the session (expiry, lost connection): end the pipeline too.
+            await self.t._input.push_frame(EndWorkerFrame(reason=f"HeyGen session ended: {reason}"))
+
+
+class HeyGenInput(FrameProcessor):
+    """The avatar's media and HeyGen's events, pushed downstream."""
+
+    def __init__(self, transport: HeyGenTransport) -> None:
+        super().__init__(name=f"{transport.name}::input")
+        self._transport = transport
+        self.started = False
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, StartFrame):
+            await self.push_frame(frame, direction)
+            self.started = True
+            await self._transport._start(self)
+            return
+        if isinstance(frame, EndFrame | CancelFrame):
+            await self._transport._stop(f"pipeline {type(frame).__name__}")
+        await self.push_frame(frame, direction)
+
+
+class HeyGenOutput(FrameProcessor):
+    """The user's side to HeyGen: audio, text to answer, speak requests, interruptions."""
+
+    def __init__(self, transport: HeyGenTransport) -> None:
+        super().__init__(name=f"{transport.name}::output")
+        self._transport = transport
+        self.audio_messages_sent = 0
+        # User audio is a system frame: it arrives while StartFrame is still opening the
+        # session. Hold the latest seconds of it instead of losing the first words.
+        self._backlog: deque[bytes] = deque(maxlen=round(BACKLOG_S / vc.CHUNK_SECONDS))
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        t = self._transport
+        if isinstance(frame, StartFrame):
+            await self.push_frame(frame, direction)
+            await t._start(self)
+            return
+        if isinstance(frame, EndFrame | CancelFrame):
+            # Stop first: once the end has passed, the pipeline may tear down around us.
+            await t._stop(f"pipeline {type(frame).__name__}")
+            await self.push_frame(frame, direction)
+            return
+        if direction is FrameDirection.DOWNSTREAM and await self._to_heygen(frame):
+            return
+        await self.push_frame(frame, direction)
+
+    async def _to_heygen(self, frame: Frame) -> bool:
+        """Send what is meant for HeyGen; ``True`` if the frame was consumed."""
+        t = self._transport
+        if isinstance(frame, InputAudioRawFrame):
+            await self._send_audio(await t.serializer.serialize_all(frame))
+            return False  # user audio stays in the pipeline for whoever wants it
+        if isinstance(frame, HeyGenSpeakFrame):
+            await self._guarded(t.session.speak(frame.text, task_type=frame.task_type))
+            return True
+        if isinstance(frame, TextFrame) and type(frame) is TextFrame:
+            for message in await t.serializer.serialize_all(frame):
+                await t.session.send_raw(message)
+            return True
+        if (isinstance(frame, InterruptionFrame) and t.avatar_speaking) or (
+            isinstance(frame, VADUserStartedSpeakingFrame)
+            and t.params.interrupt_on_user_speech
+            and t.avatar_speaking
+        ):
+            await self._guarded(t.session.interrupt())
+        return False
+
+    async def _send_audio(self, messages: list[bytes]) -> None:
+        session = self._transport.session
+        if session.state in (SessionState.IDLE, SessionState.STARTING):
+            self._backlog.extend(messages)
+            return
+        while self._backlog:
+            if await session.send_raw(self._backlog.popleft()):
+                self.audio_messages_sent += 1
+        for message in messages:
+            if await session.send_raw(message):
+                self.audio_messages_sent += 1
+
+    async def _guarded(self, call: Any) -> None:
+        try:
+            await call
+        except Exception as exc:
+            await self.push_error(f"HeyGen: {exc}", exc)

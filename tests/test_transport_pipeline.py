@@ -1,0 +1,134 @@
+"""The transport in a real Pipecat pipeline against the emulator (media-less avatar):
+espeak-ng speech → Silero VAD → HeyGen's voice-chat socket, events back as frames."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from pipecat.frames.frames import (
+    InterimTranscriptionFrame,
+    TranscriptionFrame,
+    UserStartedSpeakingFrame,
+    UserStoppedSpeakingFrame,
+    VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+)
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.pipeline.runner import PipelineRunner
+from pipecat.pipeline.worker import PipelineWorker
+
+from agent.emulator.config import EmulatorConfig
+from agent.emulator.server import EmulatorServer
+from agent.heygen import api
+from agent.heygen.chunker import RESAMPLER_HOLDBACK_S
+from agent.heygen.protocol import voice_chat as vc
+from agent.heygen.session import SessionOptions
+from agent.heygen.transport import HeyGenTransport
+from agent.media.vad import silero_vad
+from agent.media.wav_source import WavFileInput
+from tests.pipeline_helpers import Collector, run_for
+from tests.speech import speech_wav
+
+KEY = "pipeline-key-123456"
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[EmulatorServer]:
+    async with EmulatorServer(EmulatorConfig(api_keys=frozenset({KEY}))) as server:
+        yield server
+
+
+async def test_speech_reaches_heygen_and_events_come_back(
+    server: EmulatorServer, tmp_path: Path
+) -> None:
+    wav = tmp_path / "hello.wav"
+    speech_s = speech_wav(wav, "Hello avatar, can you hear me today?")
+    source = WavFileInput(wav, lead_in_s=0.5, after_end="silence")
+    client = api.HeyGenClient(KEY, base_url=server.base_url)
+    transport = HeyGenTransport(client=client, session_options=SessionOptions(livekit=False))
+    seen: dict[str, list[object]] = {"started": [], "ended": [], "user_stop": []}
+
+    @transport.event_handler("on_session_started")
+    async def started(t: HeyGenTransport, session_id: str) -> None:
+        seen["started"].append(session_id)
+
+    @transport.event_handler("on_user_stopped_speaking")
+    async def stopped(t: HeyGenTransport) -> None:
+        seen["user_stop"].append(True)
+
+    @transport.event_handler("on_session_ended")
+    async def ended(t: HeyGenTransport, reason: str) -> None:
+        seen["ended"].append(reason)
+
+    collector = Collector()
+    run_s = 0.5 + speech_s + 2.0
+    await run_for([source, silero_vad(), transport.output(), transport.input(), collector], run_s)
+    await client.aclose()
+
+    (session_id,) = seen["started"]
+    session = next(s for s in server.emulator.registry if s.session_id == session_id)
+    audio = session.audio
+    # everything the source played reached HeyGen, at 16 kHz in 512-sample messages; only
+    # the last partial chunk and what the resampler holds may stay behind
+    played_s = source.seconds_sent
+    behind = vc.CHUNK_SECONDS + RESAMPLER_HOLDBACK_S
+    assert played_s - behind <= audio.seconds <= played_s
+    assert audio.seconds >= 0.5 + speech_s
+    assert audio.sample_rates == {16000} and set(audio.frame_samples) == {512}
+    assert (audio.user_starts, audio.user_stops) == (1, 1)
+    assert transport.output().audio_messages_sent == audio.frames
+
+    kinds = [type(f) for _, f in collector.frames]
+    order = [k for k in kinds if k in (VADUserStartedSpeakingFrame, UserStartedSpeakingFrame,
+                                       VADUserStoppedSpeakingFrame, UserStoppedSpeakingFrame)]
+    # Silero heard the speech (it may split it at a pause), and so did HeyGen, once
+    assert VADUserStartedSpeakingFrame in order and VADUserStoppedSpeakingFrame in order
+    assert order.index(VADUserStartedSpeakingFrame) < order.index(UserStoppedSpeakingFrame)
+    assert order.count(UserStartedSpeakingFrame) == 1
+    assert order.count(UserStoppedSpeakingFrame) == 1
+    assert seen["user_stop"] == [True]
+    assert session.state.value == "stopped"
+    assert server.emulator.requests["/v1/streaming.stop"] == 1
+    assert seen["ended"] == ["pipeline EndFrame"]
+    # without LiveKit there is no data channel: no transcripts arrive
+    assert collector.of(TranscriptionFrame, InterimTranscriptionFrame) == []
+
+
+async def test_a_session_that_cannot_start_ends_the_pipeline(tmp_path: Path) -> None:
+    async with EmulatorServer(EmulatorConfig(api_keys=frozenset({KEY}))) as server:
+        client = api.HeyGenClient("wrong-key-123456", base_url=server.base_url)
+        transport = HeyGenTransport(client=client,
+                                    session_options=SessionOptions(livekit=False))
+        wav = tmp_path / "x.wav"
+        speech_wav(wav, "hi")
+        await run_for([WavFileInput(wav), transport.output(), transport.input(), Collector()], 10)
+        await client.aclose()
+        assert server.emulator.registry.counts()["created"] == 0
+
+
+async def test_a_cancelled_pipeline_still_stops_the_session(
+    server: EmulatorServer, tmp_path: Path
+) -> None:
+    wav = tmp_path / "x.wav"
+    speech_wav(wav, "one two three")
+    client = api.HeyGenClient(KEY, base_url=server.base_url)
+    transport = HeyGenTransport(client=client, session_options=SessionOptions(livekit=False))
+    worker = PipelineWorker(
+        Pipeline([WavFileInput(wav), transport.output(), transport.input(), Collector()]),
+        idle_timeout_secs=None,
+    )
+    runner = PipelineRunner(handle_sigint=False)
+    running = asyncio.create_task(runner.run(worker))
+    for _ in range(100):
+        if server.emulator.registry.counts()["started"]:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
+    await worker.cancel()
+    await asyncio.wait_for(running, 10)
+    await client.aclose()
+    assert server.emulator.registry.counts() == {
+        "created": 1, "started": 1, "stopped": 1, "expired": 0, "open": 0}
