@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from agent import __version__
+from agent.commands import emulate
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -23,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="HeyGen streaming avatars in Pipecat voice pipelines.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    emulate.add_parser(commands)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""One module per ``heygen-agent`` command: each adds its parser and its handler."""

@@ -1,0 +1,145 @@
+"""A real ``livekit-server --dev`` on loopback, for the emulator, the demo and the tests.
+
+The emulator's avatars are real LiveKit participants, so something must run a LiveKit
+server. This finds the binary the project's scripts installed, gives it free ports on
+127.0.0.1 only, waits until it answers, and stops it afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+from loguru import logger
+
+from agent.emulator.config import LiveKitSettings
+
+#: The version the project's scripts install (scripts/setup pins the same).
+PINNED_VERSION = "v1.13.5"
+INSTALL_HINT = (
+    "livekit-server not found: run scripts/setup "
+    f"(go install github.com/livekit/livekit-server/cmd/server@{PINNED_VERSION})"
+)
+DEV_KEY, DEV_SECRET = "devkey", "secret"
+REPO_TOOLS = Path(__file__).resolve().parents[2] / ".tools" / "bin" / "livekit-server"
+
+
+class LiveKitUnavailable(RuntimeError):
+    """No livekit-server binary, or it did not come up."""
+
+
+def find_binary() -> str | None:
+    """``$LIVEKIT_SERVER``, then ``livekit-server`` on PATH, then the repo's .tools/bin."""
+    explicit = os.environ.get("LIVEKIT_SERVER")
+    if explicit:
+        return explicit if Path(explicit).is_file() else None
+    on_path = shutil.which("livekit-server")
+    if on_path:
+        return on_path
+    return str(REPO_TOOLS) if REPO_TOOLS.is_file() else None
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LiveKitServer:
+    """``async with LiveKitServer() as lk:`` then ``lk.settings`` for the emulator."""
+
+    def __init__(self, binary: str | None = None, *, host: str = "127.0.0.1") -> None:
+        found = binary or find_binary()
+        if found is None:
+            raise LiveKitUnavailable(INSTALL_HINT)
+        self.binary = found
+        self.host = host
+        self.port = free_port()
+        self.rtc_tcp_port = free_port()
+        self.rtc_udp_port = free_port(socket.SOCK_DGRAM)
+        self._process: asyncio.subprocess.Process | None = None
+        self._dir = tempfile.TemporaryDirectory(prefix="heygen-livekit-")
+        self.log_path = Path(self._dir.name) / "livekit.log"
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+    @property
+    def settings(self) -> LiveKitSettings:
+        return LiveKitSettings(url=self.url, api_key=DEV_KEY, api_secret=DEV_SECRET)
+
+    def _config(self) -> str:
+        return "\n".join(
+            [
+                f"port: {self.port}",
+                f"bind_addresses: [{self.host}]",
+                "rtc:",
+                f"  tcp_port: {self.rtc_tcp_port}",
+                f"  udp_port: {self.rtc_udp_port}",
+                "  use_external_ip: false",
+                f"  node_ip: {self.host}",
+                "keys:",
+                f"  {DEV_KEY}: {DEV_SECRET}",
+                "logging:",
+                "  level: info",
+                "",
+            ]
+        )
+
+    async def start(self, timeout_s: float = 20.0) -> None:
+        config = Path(self._dir.name) / "livekit.yaml"
+        config.write_text(self._config())
+        log = self.log_path.open("wb")
+        self._process = await asyncio.create_subprocess_exec(
+            self.binary, "--dev", "--config", str(config), "--node-ip", self.host,
+            stdout=log, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL,
+        )
+        log.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        async with httpx.AsyncClient(timeout=1.0) as http:
+            while loop.time() < deadline:
+                if self._process.returncode is not None:
+                    break
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await http.get(f"http://{self.host}:{self.port}/")).status_code < 500:
+                        logger.info(f"livekit-server ready at {self.url}")
+                        return
+                await asyncio.sleep(0.1)
+        tail = self.log_tail()
+        await self.stop()
+        raise LiveKitUnavailable(f"livekit-server did not come up on {self.url}: {tail}")
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            return " | ".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    async def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is not None and process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), 10)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        self._dir.cleanup()
+
+    async def __aenter__(self) -> LiveKitServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
