@@ -189,7 +189,7 @@ class HeyGenTransport(BaseTransport):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.session.stop(reason=reason)
-        await self.cleanup()  # lets event handlers (on_session_ended...) finish
+        await self.cleanup()  # type: ignore[no-untyped-call]  # lets event handlers finish
         if self._owns_client:
             await self.client.aclose()
 

@@ -1,0 +1,207 @@
+"""The emulated avatar: a real participant in the session's LiveKit room.
+
+It publishes a 25 fps video track (a face whose mouth moves with its voice, stamped with
+a frame counter and send time) and a continuous audio track (silence, or its voice), and
+sends HeyGen's session events on the data channel in the real order:
+``avatar_start_talking`` → ``avatar_talking_message``… → ``avatar_end_message`` →
+``avatar_stop_talking`` (with ``duration_ms``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from livekit import rtc
+from loguru import logger
+
+from agent.emulator.speech import resample, synthesize, word_timings
+from agent.emulator.video import MOUTH_STATES, FaceFrames
+from agent.heygen.protocol import room_events as rev
+
+#: 40 ms audio frames: half the wake-ups of 20 ms, measured 9-11% of a core in all (from 12-15%).
+AUDIO_FRAME_S = 0.04
+#: Loudness (RMS of s16) at which the mouth is drawn fully open.
+OPEN_MOUTH_RMS = 6000.0
+
+
+@dataclass
+class _Playback:
+    pcm: bytes
+    position: int = 0  # bytes played
+    interrupted: bool = False
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class AvatarParticipant:
+    """Joins ``livekit_url`` with ``token`` and behaves like HeyGen's avatar."""
+
+    def __init__(
+        self,
+        *,
+        livekit_url: str,
+        token: str,
+        width: int = 640,
+        height: int = 360,
+        fps: int = 25,
+        sample_rate: int = 24_000,
+    ) -> None:
+        self.livekit_url = livekit_url
+        self._token = token
+        self.fps = fps
+        self.sample_rate = sample_rate
+        self.faces = FaceFrames(width, height)
+        self.room = rtc.Room()
+        self.joined = False
+        self.frames_sent = 0
+        self.audio_seconds_sent = 0.0
+        self._mouth = 0
+        self._playback: _Playback | None = None
+        self._speak_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._left = False
+
+    @property
+    def speaking(self) -> bool:
+        return self._playback is not None
+
+    async def join(self) -> None:
+        await self.room.connect(self.livekit_url, self._token)
+        self.joined = True
+        video = rtc.VideoSource(self.faces.width, self.faces.height)
+        audio = rtc.AudioSource(self.sample_rate, 1, queue_size_ms=200)
+        participant = self.room.local_participant
+        await participant.publish_track(
+            rtc.LocalVideoTrack.create_video_track("avatar-video", video),
+            rtc.TrackPublishOptions(
+                source=rtc.TrackSource.SOURCE_CAMERA,
+                simulcast=False,
+                video_encoding=rtc.VideoEncoding(max_framerate=self.fps, max_bitrate=500_000),
+            ),
+        )
+        await participant.publish_track(
+            rtc.LocalAudioTrack.create_audio_track("avatar-audio", audio),
+            rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE),
+        )
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._publish_video(video), name="avatar-video"),
+            loop.create_task(self._publish_audio(audio), name="avatar-audio"),
+        ]
+
+    async def speak(self, text: str, *, task_id: str) -> float:
+        pcm = await asyncio.to_thread(synthesize, text, self.sample_rate)
+        words = word_timings(text, len(pcm) / 2 / self.sample_rate)
+        return await self._perform(pcm, task_id, words)
+
+    async def play(self, pcm: bytes, sample_rate: int, *, task_id: str) -> float:
+        return await self._perform(resample(pcm, sample_rate, self.sample_rate), task_id, [])
+
+    async def interrupt(self) -> None:
+        if self._playback is not None:
+            self._playback.interrupted = True
+
+    async def send_event(self, event: rev.RoomEvent) -> None:
+        if self.joined and not self._left:
+            await self.room.local_participant.publish_data(event.to_json(), reliable=True)
+
+    async def leave(self) -> None:
+        if self._left:
+            return
+        self._left = True
+        if self._playback is not None:  # its audio loop is about to stop: release it here
+            self._playback.interrupted = True
+            self._playback.done.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.joined:
+            with contextlib.suppress(Exception):
+                await self.room.disconnect()
+        self.joined = False
+
+    # ------------------------------------------------------------------ internals
+
+    async def _perform(self, pcm: bytes, task_id: str, words: list[tuple[float, str]]) -> float:
+        """Say ``pcm`` with the events around it; returns the milliseconds actually said."""
+        async with self._speak_lock:
+            playback = _Playback(pcm)
+            await self.send_event(rev.AvatarStartTalking(task_id=task_id))
+            self._playback = playback
+            pending = list(words)
+            started = asyncio.get_running_loop().time()
+            try:
+                # Sleep until the next word is due (or the voice ends): no polling.
+                while pending and not playback.done.is_set():
+                    delay = started + pending[0][0] - asyncio.get_running_loop().time()
+                    if delay > 0:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(playback.done.wait(), delay)
+                        continue
+                    _, word = pending.pop(0)
+                    await self.send_event(rev.AvatarTalkingMessage(task_id=task_id, message=word))
+                await playback.done.wait()
+            finally:
+                self._playback = None
+            duration_ms = playback.position / 2 / self.sample_rate * 1000
+            if not playback.interrupted:
+                for _, word in pending:
+                    await self.send_event(rev.AvatarTalkingMessage(task_id=task_id, message=word))
+            await self.send_event(rev.AvatarEndMessage(task_id=task_id))
+            await self.send_event(rev.AvatarStopTalking(task_id=task_id, duration_ms=duration_ms))
+            return duration_ms
+
+    async def _publish_audio(self, source: rtc.AudioSource) -> None:
+        loop = asyncio.get_running_loop()
+        size = int(self.sample_rate * AUDIO_FRAME_S) * 2
+        silence = bytes(size)
+        deadline = loop.time()
+        while True:
+            chunk = silence
+            playback = self._playback
+            if playback is not None and not playback.done.is_set():
+                if playback.interrupted:
+                    playback.done.set()
+                else:
+                    chunk = playback.pcm[playback.position : playback.position + size]
+                    playback.position += len(chunk)
+                    if playback.position >= len(playback.pcm):
+                        playback.done.set()
+                    chunk = chunk.ljust(size, b"\0")
+            self._mouth = _mouth_for(chunk) if chunk is not silence else 0
+            frame = rtc.AudioFrame(chunk, self.sample_rate, 1, size // 2)
+            await source.capture_frame(frame)
+            self.audio_seconds_sent += AUDIO_FRAME_S
+            deadline += AUDIO_FRAME_S  # absolute deadlines: no drift
+            await asyncio.sleep(max(0.0, deadline - loop.time()))
+
+    async def _publish_video(self, source: rtc.VideoSource) -> None:
+        loop = asyncio.get_running_loop()
+        period = 1 / self.fps
+        deadline = loop.time()
+        width, height = self.faces.width, self.faces.height
+        while True:
+            now_ms = int(time.time() * 1000)
+            data = self.faces.frame(self._mouth, self.frames_sent, now_ms)
+            source.capture_frame(
+                rtc.VideoFrame(width, height, rtc.VideoBufferType.I420, data),
+                timestamp_us=now_ms * 1000,
+            )
+            self.frames_sent += 1
+            deadline += period
+            delay = deadline - loop.time()
+            if delay < -1.0:  # starved for a second: start the clock again, don't burst
+                logger.warning("emulated avatar video fell behind; frames skipped")
+                deadline = loop.time()
+            await asyncio.sleep(max(0.0, delay))
+
+
+def _mouth_for(chunk: bytes) -> int:
+    samples = np.frombuffer(chunk, "<i2").astype(np.float32)
+    rms = float(np.sqrt(np.mean(samples * samples))) if len(samples) else 0.0
+    return min(MOUTH_STATES - 1, int(rms / OPEN_MOUTH_RMS * MOUTH_STATES))

@@ -1,0 +1,187 @@
+"""The emulator's avatar in a real LiveKit room, seen by a plain ``livekit.rtc.Room`` that
+joins with the ``access_token`` from ``streaming.new``, as HeyGen's official client does."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+from livekit import rtc
+
+from agent.emulator.config import EmulatorConfig
+from agent.emulator.livekit_server import LiveKitServer
+from agent.emulator.server import EmulatorServer
+from agent.emulator.speech import synthesize, word_timings
+from agent.emulator.video import FaceFrames, read_stamp
+from agent.heygen import api
+from agent.heygen.protocol import interactive as ia
+from agent.heygen.protocol import room_events as rev
+
+pytestmark = pytest.mark.livekit
+
+
+@dataclass
+class Viewer:
+    room: rtc.Room = field(default_factory=rtc.Room)
+    tracks: dict[str, rtc.Track] = field(default_factory=dict)
+    identities: set[str] = field(default_factory=set)
+    events: list[rev.RoomEvent] = field(default_factory=list)
+
+
+async def join_viewer(url: str, token: str) -> Viewer:
+    viewer = Viewer()
+
+    @viewer.room.on("track_subscribed")
+    def _track(track: rtc.Track, _pub: object, participant: rtc.RemoteParticipant) -> None:
+        viewer.tracks["video" if track.kind == rtc.TrackKind.KIND_VIDEO else "audio"] = track
+        viewer.identities.add(participant.identity)
+
+    @viewer.room.on("data_received")
+    def _data(packet: rtc.DataPacket) -> None:
+        viewer.events.append(rev.parse_room_event(packet.data))
+
+    await viewer.room.connect(url, token)
+    return viewer
+
+
+@pytest.fixture
+async def emulator(livekit_server: LiveKitServer) -> AsyncIterator[EmulatorServer]:
+    async with EmulatorServer(EmulatorConfig(livekit=livekit_server.settings)) as server:
+        yield server
+
+
+async def wait_for(predicate: Callable[[], bool]) -> None:
+    """Poll: the conditions are on LiveKit callbacks' state, which sets no event."""
+    async with asyncio.timeout(10):
+        while not predicate():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+
+
+async def test_viewer_gets_video_audio_and_events(emulator: EmulatorServer) -> None:
+    async with api.HeyGenClient("k-123456", base_url=emulator.base_url) as client:
+        answer = await client.new_session(ia.NewSessionRequest())
+        await client.start_session(answer.session_id)
+        viewer = await join_viewer(answer.url, answer.access_token.get_secret_value())
+        try:
+            await wait_for(lambda: {"video", "audio"} <= viewer.tracks.keys())
+            assert viewer.identities == {"heygen"}
+
+            stamps: list[tuple[int, int, float]] = []
+            video = rtc.VideoStream(viewer.tracks["video"], format=rtc.VideoBufferType.I420)
+            sizes = set()
+            async with asyncio.timeout(10):
+                async for event in video:
+                    frame = event.frame
+                    sizes.add((frame.width, frame.height))
+                    stamp = read_stamp(bytes(frame.data), frame.width, frame.height)
+                    if stamp is not None:
+                        stamps.append((*stamp, time.time() * 1000))
+                    if len(stamps) >= 40:
+                        break
+            await video.aclose()
+            assert sizes == {(640, 360)}
+            counters = [c for c, _, _ in stamps]
+            assert counters == sorted(counters) and len(set(counters)) == len(counters)
+            assert counters[-1] - counters[0] <= 1.5 * len(counters), "few frames lost"
+            latencies = [(now - sent) % 2**32 for _, sent, now in stamps]
+            assert 0 <= float(np.median(latencies)) < 500, latencies
+
+            audio = rtc.AudioStream(viewer.tracks["audio"], sample_rate=24000, num_channels=1)
+            text = "Hello from the emulated avatar."
+            speaking = asyncio.create_task(
+                client.speak(answer.session_id, text, task_mode=ia.TaskMode.SYNC))
+            loud = 0.0
+            async with asyncio.timeout(15):
+                async for event in audio:
+                    samples = np.frombuffer(bytes(event.frame.data), "<i2").astype(float)
+                    if np.sqrt(np.mean(samples**2)) > 300:
+                        loud += len(samples) / 24000
+                    if speaking.done():
+                        break
+            await audio.aclose()
+            task = await speaking
+            assert loud > 0.5, "the viewer heard the avatar speak"
+
+            await wait_for(lambda: any(isinstance(e, rev.AvatarStopTalking)
+                                       for e in viewer.events))
+            kinds = [type(e) for e in viewer.events]
+            assert kinds[0] is rev.AvatarStartTalking
+            assert kinds[-2:] == [rev.AvatarEndMessage, rev.AvatarStopTalking]
+            assert set(kinds[1:-2]) == {rev.AvatarTalkingMessage}
+            words = [e.message for e in viewer.events if isinstance(e, rev.AvatarTalkingMessage)]
+            assert " ".join(words) == text
+            assert {e.task_id for e in viewer.events} == {task.task_id}
+            stop = viewer.events[-1]
+            assert isinstance(stop, rev.AvatarStopTalking)
+            assert task.duration_ms is not None
+            assert stop.duration_ms == pytest.approx(task.duration_ms, abs=1)
+            spoken_s = len(synthesize(text, 24000)) / 2 / 24000
+            assert stop.duration_ms / 1000 == pytest.approx(spoken_s, abs=0.05)
+        finally:
+            await viewer.room.disconnect()
+            await client.stop_session(answer.session_id)
+
+
+async def test_interrupt_cuts_the_avatar_short(emulator: EmulatorServer) -> None:
+    async with api.HeyGenClient("k-123456", base_url=emulator.base_url) as client:
+        answer = await client.new_session(ia.NewSessionRequest())
+        await client.start_session(answer.session_id)
+        viewer = await join_viewer(answer.url, answer.access_token.get_secret_value())
+        long_text = "This is a long answer that the user will not let the avatar finish. " * 3
+        await client.speak(answer.session_id, long_text)  # async: returns at once
+        await wait_for(lambda: any(isinstance(e, rev.AvatarTalkingMessage)
+                                   for e in viewer.events))
+        await asyncio.sleep(0.5)
+        await client.interrupt(answer.session_id)
+        await wait_for(lambda: any(isinstance(e, rev.AvatarStopTalking) for e in viewer.events))
+        stop = next(e for e in viewer.events if isinstance(e, rev.AvatarStopTalking))
+        assert isinstance(stop, rev.AvatarStopTalking)
+        assert 300 < stop.duration_ms < 3000
+        await viewer.room.disconnect()
+        await client.stop_session(answer.session_id)
+
+
+async def test_avatar_leave_fault(emulator: EmulatorServer) -> None:
+    async with api.HeyGenClient("k-123456", base_url=emulator.base_url) as client:
+        answer = await client.new_session(ia.NewSessionRequest())
+        await client.start_session(answer.session_id)
+        viewer = await join_viewer(answer.url, answer.access_token.get_secret_value())
+        left: list[str] = []
+        viewer.room.on("participant_disconnected", lambda p: left.append(p.identity))
+        await wait_for(lambda: "video" in viewer.tracks)
+        import httpx
+        async with httpx.AsyncClient() as http:
+            r = await http.post(
+                f"{emulator.base_url}/_emulator/sessions/{answer.session_id}/avatar/leave")
+        assert r.json() == {"left": True}
+        await wait_for(lambda: left == ["heygen"])
+        await viewer.room.disconnect()
+        await client.stop_session(answer.session_id)
+
+
+def test_stamps_round_trip_and_reject_garbage() -> None:
+    faces = FaceFrames()
+    frame = faces.frame(2, 123_456, 987_654_321)
+    assert read_stamp(frame, 640, 360) == (123_456, 987_654_321)
+    noise = np.random.default_rng(3).integers(0, 256, 640 * 360 * 3 // 2, dtype=np.uint8)
+    assert read_stamp(noise.tobytes(), 640, 360) is None
+    assert read_stamp(faces.faces[0].tobytes(), 640, 360) is None  # a face without a stamp
+
+
+def test_espeak_speech_and_tone_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.speech import require
+
+    require("espeak-ng", "apt-get install espeak-ng")
+    speech = np.frombuffer(synthesize("Hello there, how are you?", 24000), "<i2")
+    assert 1.0 < len(speech) / 24000 < 4.0 and np.abs(speech).max() > 3000
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    tone = np.frombuffer(synthesize("Hello there", 16000), "<i2")
+    assert len(tone) / 16000 == pytest.approx(11 * 0.07, abs=0.01)
+    assert word_timings("one two three", 1.4)[0] == (0.0, "one")
+    assert [w for _, w in word_timings("one two three", 1.4)] == ["one", "two", "three"]
+    assert json.dumps(word_timings("", 1.0)) == "[]"
