@@ -284,14 +284,16 @@ class HeyGenSession:
         def _track(track: rtc.Track, _pub: Any, participant: rtc.RemoteParticipant) -> None:
             self._spawn(self._notify(self.listener.on_track(track, participant)), "heygen-track")
 
+        # One queue and one consumer: HeyGen's events mean something only in order.
+        events: asyncio.Queue[rev.RoomEvent] = asyncio.Queue()
+        self._spawn(self._deliver_room_events(events), "heygen-events")
+
         @room.on("data_received")
         def _data(packet: rtc.DataPacket) -> None:
             try:
-                event = rev.parse_room_event(packet.data)
+                events.put_nowait(rev.parse_room_event(packet.data))
             except ProtocolError as exc:
                 logger.warning(f"HeyGen data event ignored: {exc}")
-                return
-            self._spawn(self._notify(self.listener.on_room_event(event)), "heygen-event")
 
         @room.on("participant_disconnected")
         def _left(participant: rtc.RemoteParticipant) -> None:
@@ -309,6 +311,10 @@ class HeyGenSession:
 
         await room.connect(self.info.url, self.info.access_token.get_secret_value())
         logger.debug(f"HeyGen session {self.session_id}: LiveKit room joined")
+
+    async def _deliver_room_events(self, events: asyncio.Queue[rev.RoomEvent]) -> None:
+        while True:
+            await self._notify(self.listener.on_room_event(await events.get()))
 
     def _chat_url(self) -> str:
         assert self.session_id is not None and self._token is not None

@@ -1,0 +1,130 @@
+"""The whole voice-chat loop over real sockets: a WAV of espeak-ng speech is the
+microphone → Silero VAD → serializer → the emulator's voice-chat socket; the avatar
+answers in a real LiveKit room and its video, voice and transcripts come back as frames."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
+    InterimTranscriptionFrame,
+    OutputAudioRawFrame,
+    OutputImageRawFrame,
+    TranscriptionFrame,
+    TTSTextFrame,
+    UserStartedSpeakingFrame,
+    UserStoppedSpeakingFrame,
+)
+
+from agent.emulator.config import EmulatorConfig
+from agent.emulator.livekit_server import LiveKitServer
+from agent.emulator.server import EmulatorServer
+from agent.emulator.video import read_stamp
+from agent.heygen import api
+from agent.heygen.chunker import RESAMPLER_HOLDBACK_S
+from agent.heygen.frames import I420, HeyGenAvatarTranscriptFrame
+from agent.heygen.protocol import voice_chat as vc
+from agent.heygen.session import SessionOptions
+from agent.heygen.transport import HeyGenParams, HeyGenTransport
+from agent.media.vad import silero_vad
+from agent.media.wav_source import WavFileInput
+from tests.pipeline_helpers import Collector, run_for
+from tests.speech import speech_wav
+
+pytestmark = pytest.mark.livekit
+
+
+@pytest.fixture
+async def emulator(livekit_server: LiveKitServer) -> AsyncIterator[EmulatorServer]:
+    async with EmulatorServer(EmulatorConfig(livekit=livekit_server.settings)) as server:
+        yield server
+
+
+async def test_voice_chat_end_to_end(emulator: EmulatorServer, tmp_path: Path) -> None:
+    wav = tmp_path / "question.wav"
+    speech_s = speech_wav(wav, "Hello avatar. What is the weather like today?")
+    source = WavFileInput(wav, lead_in_s=1.0)
+    client = api.HeyGenClient("e2e-key-123456", base_url=emulator.base_url)
+    transport = HeyGenTransport(client=client, session_options=SessionOptions())
+    transcripts: dict[str, list[str]] = {"user": [], "avatar": []}
+
+    @transport.event_handler("on_user_transcript")
+    async def user(t: HeyGenTransport, text: str) -> None:
+        transcripts["user"].append(text)
+
+    @transport.event_handler("on_avatar_transcript")
+    async def avatar(t: HeyGenTransport, text: str) -> None:
+        transcripts["avatar"].append(text)
+
+    collector = Collector()
+    # lead-in, the question, HeyGen's pause detection, then ~2.5 s of answer
+    await run_for([source, silero_vad(), transport.output(), transport.input(), collector],
+                  1.0 + speech_s + 5.0)
+    await client.aclose()
+
+    session = next(iter(emulator.emulator.registry))
+    audio = session.audio
+    assert source.seconds_sent - vc.CHUNK_SECONDS - RESAMPLER_HOLDBACK_S <= audio.seconds
+    assert audio.seconds <= source.seconds_sent
+    assert audio.sample_rates == {16000} and set(audio.frame_samples) == {512}
+    assert (audio.user_starts, audio.user_stops) == (1, 1)
+    heard = session.tasks[0]["text"]
+    assert heard.startswith("I heard ")
+    heard_s = float(heard.split()[2])
+    assert heard_s == pytest.approx(speech_s, abs=0.5), "HeyGen heard the speech's length"
+
+    # the avatar's video: the stamps say every frame is new, in order, and few are lost
+    images = collector.of(OutputImageRawFrame)
+    assert len(images) >= 25 * (speech_s + 4)
+    assert {(i.size, i.format) for i in images} == {((640, 360), I420)}  # type: ignore[attr-defined]
+    stamps = [read_stamp(i.image, 640, 360) for i in images]  # type: ignore[attr-defined]
+    counters = [s[0] for s in stamps if s is not None]
+    assert len(counters) >= 0.9 * len(images)
+    assert counters == sorted(counters) and len(set(counters)) == len(counters)
+    gaps = np.diff(counters)
+    assert gaps.max() <= 10 and (gaps > 1).sum() <= 0.05 * len(gaps), gaps
+    assert transport.video_frames == len(images)
+
+    # its voice: continuous audio, loud while it answered
+    voice = collector.of(OutputAudioRawFrame)
+    total_s = sum(len(f.audio) / 2 / f.sample_rate for f in voice)  # type: ignore[attr-defined]
+    assert total_s == pytest.approx(len(images) / 25, rel=0.25)
+    pcm = np.frombuffer(b"".join(f.audio for f in voice), "<i2")  # type: ignore[attr-defined]
+    assert np.abs(pcm).max() > 3000
+
+    # the events, in order: HeyGen heard the user, transcribed them, the avatar answered
+    kinds = [type(f) for _, f in collector.frames]
+    def first(kind: type) -> int:
+        return kinds.index(kind)
+    assert (first(UserStartedSpeakingFrame) < first(UserStoppedSpeakingFrame)
+            < first(InterimTranscriptionFrame) < first(TranscriptionFrame)
+            < first(BotStartedSpeakingFrame) < first(TTSTextFrame)
+            < first(HeyGenAvatarTranscriptFrame) < first(BotStoppedSpeakingFrame))
+    assert transcripts["user"] == [f"({heard_s:.1f} seconds of speech)"]
+    assert transcripts["avatar"] == [heard]
+    words = [f.text for f in collector.of(TTSTextFrame)]  # type: ignore[attr-defined]
+    assert " ".join(words) == heard
+    assert session.state.value == "stopped"
+
+
+async def test_rgb_video_is_converted_natively(emulator: EmulatorServer, tmp_path: Path) -> None:
+    wav = tmp_path / "s.wav"
+    speech_wav(wav, "hi")
+    client = api.HeyGenClient("e2e-key-123456", base_url=emulator.base_url)
+    transport = HeyGenTransport(client=client, params=HeyGenParams(video_format="RGB",
+                                                                   audio_enabled=False))
+    collector = Collector()
+    await run_for([WavFileInput(wav), transport.output(), transport.input(), collector], 3.0)
+    await client.aclose()
+    images = collector.of(OutputImageRawFrame)
+    assert len(images) > 20
+    image = images[-1]
+    assert image.format == "RGB" and len(image.image) == 640 * 360 * 3  # type: ignore[attr-defined]
+    rgb = np.frombuffer(image.image, np.uint8).reshape(360, 640, 3)  # type: ignore[attr-defined]
+    assert tuple(rgb[300, 20]) == pytest.approx((52, 78, 120), abs=12)  # the background
+    assert collector.of(OutputAudioRawFrame) == []
