@@ -1,0 +1,140 @@
+"""The viewer page in a real pipeline, read over HTTP and shown in headless Chromium."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+from pipecat.frames.frames import EndFrame, OutputImageRawFrame, TranscriptionFrame
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.pipeline.runner import PipelineRunner
+from pipecat.pipeline.worker import PipelineWorker
+
+from agent.heygen.frames import I420, HeyGenAvatarTranscriptFrame
+from agent.media.viewer import ViewerOutput, to_jpeg
+from tests.pipeline_helpers import Collector
+from tests.speech import require
+
+W, H = 640, 360
+RED_YUV = (81, 90, 240)  # BT.601 limited-range red
+
+
+def red_block_frame() -> OutputImageRawFrame:
+    """Dark grey, with a red rectangle over the left half."""
+    y = np.full((H, W), 40, np.uint8)
+    u = np.full((H // 2, W // 2), 128, np.uint8)
+    v = np.full((H // 2, W // 2), 128, np.uint8)
+    y[:, : W // 2], u[:, : W // 4], v[:, : W // 4] = RED_YUV
+    return OutputImageRawFrame(image=y.tobytes() + u.tobytes() + v.tobytes(), size=(W, H),
+                               format=I420)
+
+
+def is_red(pixel: tuple[int, ...]) -> bool:
+    r, g, b = pixel[:3]
+    return r > 180 and g < 70 and b < 70
+
+
+@pytest.fixture
+async def viewer() -> AsyncIterator[tuple[ViewerOutput, PipelineWorker]]:
+    viewer = ViewerOutput()
+    worker = PipelineWorker(Pipeline([viewer, Collector()]), idle_timeout_secs=None)
+    running = asyncio.create_task(PipelineRunner(handle_sigint=False).run(worker))
+    async with asyncio.timeout(10):
+        while viewer._runner is None:  # noqa: ASYNC110 - started by the pipeline, no event
+            await asyncio.sleep(0.02)
+    feeding = asyncio.create_task(feed(worker))
+    yield viewer, worker
+    feeding.cancel()
+    await worker.queue_frame(EndFrame())
+    await asyncio.wait_for(running, 10)
+
+
+async def feed(worker: PipelineWorker) -> None:
+    while True:
+        await worker.queue_frame(red_block_frame())
+        await asyncio.sleep(0.04)
+
+
+async def test_snapshot_events_and_mjpeg(viewer: tuple[ViewerOutput, PipelineWorker]) -> None:
+    view, worker = viewer
+    async with httpx.AsyncClient(base_url=view.url, timeout=5) as http:
+        page = await http.get("/")
+        assert page.status_code == 200 and 'id="transcript"' in page.text
+        assert '<img id="video" src="/video.mjpg"' in page.text
+        async with asyncio.timeout(5):
+            while (snap := await http.get("/snapshot.jpg")).status_code != 200:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        image = Image.open(io.BytesIO(snap.content)).convert("RGB")
+        assert image.size == (W, H)
+        assert is_red(image.getpixel((W // 4, H // 2)))  # type: ignore[arg-type]
+        assert not is_red(image.getpixel((3 * W // 4, H // 2)))  # type: ignore[arg-type]
+
+        async with http.stream("GET", "/events") as events:
+            lines = events.aiter_lines()
+            assert await anext(lines) == ": connected"
+            await worker.queue_frame(TranscriptionFrame("hello there", "user", "now"))
+            await worker.queue_frame(HeyGenAvatarTranscriptFrame("hi, human"))
+            got = []
+            async with asyncio.timeout(5):
+                async for line in lines:
+                    if line.startswith("data: "):
+                        got.append(json.loads(line[6:]))
+                    if len(got) == 2:
+                        break
+        assert got == [
+            {"type": "transcript", "who": "user", "text": "hello there", "interim": False},
+            {"type": "transcript", "who": "avatar", "text": "hi, human", "interim": False},
+        ]
+
+        async with http.stream("GET", "/video.mjpg") as stream:
+            assert stream.headers["content-type"].startswith("multipart/x-mixed-replace")
+            data = b""
+            async with asyncio.timeout(5):
+                async for chunk in stream.aiter_bytes():
+                    data += chunk
+                    if data.count(b"\xff\xd9") >= 2:
+                        break
+        assert data.startswith(b"--heygenframe\r\nContent-Type: image/jpeg")
+    await asyncio.sleep(1.0)
+    assert view.jpegs_made <= 15 * 5, "at most max_fps encodes a second"
+    assert view.frames_dropped > 0, "frames beyond 15 fps were skipped, not queued"
+
+
+async def test_headless_chromium_shows_the_avatar(
+    viewer: tuple[ViewerOutput, PipelineWorker], tmp_path: Path
+) -> None:
+    chromium = require("chromium", "apt-get install chromium")
+    view, _ = viewer
+    shot = tmp_path / "shot.png"
+    args = [
+        chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+        "--no-first-run", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,500",
+        # the MJPEG stream never finishes loading: stop after 3 s, then take the shot
+        "--timeout=3000", f"--screenshot={shot}", view.url,
+    ]
+    process = await asyncio.create_subprocess_exec(
+        *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        await asyncio.wait_for(process.wait(), 30)
+    except TimeoutError:
+        process.kill()
+        raise
+    image = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    red = (image[..., 0] > 180) & (image[..., 1] < 70) & (image[..., 2] < 70)
+    assert red.sum() > 50_000, "the avatar video is on the page"
+
+
+def test_jpeg_from_rgb_too() -> None:
+    rgb = np.zeros((H, W, 3), np.uint8)
+    rgb[:, : W // 2] = (255, 0, 0)
+    jpeg = to_jpeg(OutputImageRawFrame(image=rgb.tobytes(), size=(W, H), format="RGB"))
+    assert is_red(Image.open(io.BytesIO(jpeg)).convert("RGB").getpixel((10, 10)))  # type: ignore[arg-type]
+
