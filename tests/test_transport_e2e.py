@@ -128,3 +128,64 @@ async def test_rgb_video_is_converted_natively(emulator: EmulatorServer, tmp_pat
     rgb = np.frombuffer(image.image, np.uint8).reshape(360, 640, 3)  # type: ignore[attr-defined]
     assert tuple(rgb[300, 20]) == pytest.approx((52, 78, 120), abs=12)  # the background
     assert collector.of(OutputAudioRawFrame) == []
+
+
+async def test_the_real_avatar_recorded_and_on_the_viewer_page(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    """The avatar from LiveKit through the recorder (decoded back) and the viewer page
+    (a headless Chromium screenshot shows its face)."""
+    import asyncio
+
+    import av
+    from PIL import Image
+
+    from agent.emulator.video import draw_face
+    from agent.media.recorder import RecorderOutput
+    from agent.media.viewer import ViewerOutput
+    from tests.speech import require
+
+    chromium = require("chromium", "apt-get install chromium")
+    wav = tmp_path / "hi.wav"
+    speech_wav(wav, "Hi there.")
+    client = api.HeyGenClient("e2e-key-123456", base_url=emulator.base_url)
+    transport = HeyGenTransport(client=client)
+    recorder = RecorderOutput(tmp_path / "avatar.mp4")
+    viewer = ViewerOutput()
+    collector = Collector()
+    shot = tmp_path / "page.png"
+
+    async def screenshot() -> None:
+        while viewer.jpegs_made < 5:  # noqa: ASYNC110 - the viewer exposes a count, no event
+            await asyncio.sleep(0.1)
+        process = await asyncio.create_subprocess_exec(
+            chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+            "--no-first-run", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1200,500", "--timeout=2000", f"--screenshot={shot}", viewer.url,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        await asyncio.wait_for(process.wait(), 30)
+
+    shooting = asyncio.create_task(screenshot())
+    await run_for([WavFileInput(wav), silero_vad(), transport.output(), transport.input(),
+                   viewer, recorder, collector], 8.0)
+    await shooting
+    await client.aclose()
+
+    images = collector.of(OutputImageRawFrame)
+    with av.open(str(tmp_path / "avatar.mp4")) as container:
+        video, audio = container.streams.video[0], container.streams.audio[0]
+        decoded = list(container.decode(video=0))
+        video_s = float(video.duration * video.time_base)
+        audio_s = float(audio.duration * audio.time_base)
+    assert (decoded[0].width, decoded[0].height) == (640, 360)
+    assert len(decoded) == recorder.video_frames_written
+    assert recorder.video_frames_written + recorder.frames_dropped == len(images)
+    assert video_s == pytest.approx(len(images) / 25, rel=0.1)
+    assert audio_s == pytest.approx(recorder.audio_seconds_written, abs=0.1)
+    assert read_stamp(decoded[-1].to_ndarray(format="yuv420p").tobytes(), 640, 360) is not None
+
+    page = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    skin = np.array(draw_face(640, 360, 0)[200, 320], int)  # the face's colour
+    on_page = (np.abs(page - skin).max(axis=2) < 25).sum()
+    assert on_page > 20_000, "the avatar's face is on the viewer page"

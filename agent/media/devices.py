@@ -183,4 +183,7 @@ class SpeakerOutput(FrameProcessor):
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if "querying device -1" in text:  # PortAudio's way of saying there is no default device
+        return "no audio device found"
+    return text
