@@ -90,6 +90,7 @@ async def test_session_life_and_operations(
         assert listener.chat == ["user_start", "user_stop"], "muted: HeyGen heard only zeros"
         assert emulated.audio.seconds == pytest.approx(8.0, abs=0.1), "the cadence went on"
         assert emulated.audio.text_frames == 1
+        assert emulated.audio.extensions_offered == [""], "raw audio: no permessage-deflate"
         assert [t["text"] for t in emulated.tasks] == [
             "Repeat me", "You said: Answer me", "I heard 1.0 seconds of speech."]
     assert session.state is SessionState.STOPPED

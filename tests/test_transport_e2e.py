@@ -189,3 +189,79 @@ async def test_the_real_avatar_recorded_and_on_the_viewer_page(
     skin = np.array(draw_face(640, 360, 0)[200, 320], int)  # the face's colour
     on_page = (np.abs(page - skin).max(axis=2) < 25).sum()
     assert on_page > 20_000, "the avatar's face is on the viewer page"
+
+
+async def test_slow_pushing_drops_oldest_video_and_says_so(
+    emulator: EmulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    import agent.heygen.transport as transport_module
+
+    monkeypatch.setattr(transport_module, "DROP_REPORT_INTERVAL_S", 0.5)
+    wav = tmp_path / "s.wav"
+    speech_wav(wav, "hi")
+    client = api.HeyGenClient("e2e-key-123456", base_url=emulator.base_url)
+    transport = HeyGenTransport(client=client, params=HeyGenParams(video_queue_size=2,
+                                                                   audio_enabled=False))
+    reported: list[int] = []
+
+    @transport.event_handler("on_video_frames_dropped")
+    async def dropped(t: HeyGenTransport, count: int) -> None:
+        reported.append(count)
+
+    push = transport.input().push_frame
+
+    async def slow_push(frame: object, *args: object) -> None:
+        if isinstance(frame, OutputImageRawFrame):
+            await asyncio.sleep(0.2)  # a pipeline that takes 5x a frame's time
+        await push(frame, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(transport.input(), "push_frame", slow_push)
+    collector = Collector()
+    await run_for([WavFileInput(wav), transport.output(), transport.input(), collector], 4.0)
+    await client.aclose()
+    received = len(collector.of(OutputImageRawFrame))
+    assert 8 <= received <= 25  # ~5 a second got through...
+    assert sum(reported) >= 40, reported  # ...the rest were dropped, and reported
+    counters = [read_stamp(f.image, 640, 360) for f in collector.of(OutputImageRawFrame)]  # type: ignore[attr-defined]
+    gaps = np.diff([c[0] for c in counters if c is not None])
+    assert gaps.min() >= 1 and gaps.mean() > 3, "what got through was the newest, not a backlog"
+
+
+async def test_push_to_talk(emulator: EmulatorServer) -> None:
+    """The user's turn is what they held the button for, sent as LiveKit data messages."""
+    import asyncio
+
+    from agent.heygen.session import HeyGenSession, SessionListener
+
+    class Events(SessionListener):
+        def __init__(self) -> None:
+            self.chat: list[str] = []
+
+        async def on_chat_event(self, event: vc.VoiceChatEvent) -> None:
+            self.chat.append(event.type)
+
+    listener = Events()
+    async with api.HeyGenClient("ptt-key-123456", base_url=emulator.base_url) as client:
+        options = SessionOptions(push_to_talk=True, keep_alive_interval_s=None)
+        async with HeyGenSession(client, options, listener) as session:
+            talk = np.sin(np.arange(16000) / 16000 * 2 * np.pi * 200) * 8000
+            quiet = bytes(640)
+            for _ in range(25):  # 0.5 s of quiet before the button: not part of the turn
+                await session.send_audio(quiet, 16000)
+            await session.push_to_talk(True)
+            await asyncio.sleep(0.2)
+            await session.send_audio(talk.astype("<i2").tobytes(), 16000)  # 1 s
+            await asyncio.sleep(0.2)
+            await session.push_to_talk(False)
+            async with asyncio.timeout(5):
+                while "user_stop" not in listener.chat:  # noqa: ASYNC110 - listener state
+                    await asyncio.sleep(0.05)
+            emulated = emulator.emulator.registry.get(session.session_id or "")
+            assert emulated.push_to_talk_events == ["start", "stop"]
+            assert listener.chat == ["user_start", "user_stop"]
+            assert emulated.tasks[0]["text"] == "I heard 1.0 seconds of speech."
+    plain = HeyGenSession(client, SessionOptions())
+    with pytest.raises(RuntimeError, match="push-to-talk"):
+        await plain.push_to_talk(True)

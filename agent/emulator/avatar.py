@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from livekit import rtc
@@ -63,12 +66,23 @@ class AvatarParticipant:
         self._speak_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._left = False
+        #: Called with True/False when the user's client sends push_to_talk:start/stop.
+        self.on_push_to_talk: Callable[[bool], Coroutine[Any, Any, None]] | None = None
 
     @property
     def speaking(self) -> bool:
         return self._playback is not None
 
     async def join(self) -> None:
+        @self.room.on("data_received")
+        def _data(packet: rtc.DataPacket) -> None:
+            with contextlib.suppress(ValueError, UnicodeDecodeError):
+                message = json.loads(packet.data)
+                talking = {"push_to_talk:start": True, "push_to_talk:stop": False}.get(message)
+                if talking is not None and self.on_push_to_talk is not None:
+                    task = asyncio.get_running_loop().create_task(self.on_push_to_talk(talking))
+                    self._tasks.append(task)
+
         await self.room.connect(self.livekit_url, self._token)
         self.joined = True
         video = rtc.VideoSource(self.faces.width, self.faces.height)

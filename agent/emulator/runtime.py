@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -98,8 +99,12 @@ class SessionRuntime:
     _queue: asyncio.Queue[_Utterance] = field(default_factory=asyncio.Queue)
     _worker: asyncio.Task[None] | None = None
     _closed: bool = False
+    #: The voice-chat sockets of push-to-talk sessions listen here.
+    push_to_talk_handlers: list[Callable[[bool], Awaitable[None]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if hasattr(self.avatar, "on_push_to_talk"):
+            self.avatar.on_push_to_talk = self.push_to_talk
         self._worker = asyncio.get_running_loop().create_task(
             self._speak_queued(), name=f"emulator-speech-{self.session.session_id[:8]}"
         )
@@ -131,6 +136,11 @@ class SessionRuntime:
         while not self._queue.empty():
             self._queue.get_nowait().done.set_result(0.0)
         await self.avatar.interrupt()
+
+    async def push_to_talk(self, talking: bool) -> None:
+        self.session.push_to_talk_events.append("start" if talking else "stop")
+        for handler in list(self.push_to_talk_handlers):
+            await handler(talking)
 
     async def send_event(self, event: RoomEvent) -> None:
         try:

@@ -68,6 +68,8 @@ class AudioStats:
     bad_frames: int = 0
     user_starts: int = 0
     user_stops: int = 0
+    #: the WebSocket extensions the client offered (raw audio should go uncompressed)
+    extensions_offered: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -80,6 +82,7 @@ class AudioStats:
             "bad_frames": self.bad_frames,
             "user_starts": self.user_starts,
             "user_stops": self.user_stops,
+            "extensions_offered": list(self.extensions_offered),
         }
 
 
@@ -99,6 +102,7 @@ class Session:
     listening: bool = False
     audio: AudioStats = field(default_factory=AudioStats)
     tasks: list[dict[str, Any]] = field(default_factory=list)
+    push_to_talk_events: list[str] = field(default_factory=list)
 
     @property
     def room(self) -> str:
@@ -116,6 +120,7 @@ class Session:
             "idle_timeout_s": self.idle_timeout_s,
             "audio": self.audio.as_dict(),
             "tasks": list(self.tasks),
+            "push_to_talk_events": list(self.push_to_talk_events),
         }
 
 

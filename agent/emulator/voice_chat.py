@@ -49,6 +49,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
     except ServiceError as exc:
         return web.json_response(exc.body(), status=exc.status)
     runtime = em.runtime(session)
+    offered = request.headers.get("Sec-WebSocket-Extensions")
+    session.audio.extensions_offered.append(offered or "")
     ws = web.WebSocketResponse(heartbeat=None, compress=False, max_msg_size=4 * 1024 * 1024)
     await ws.prepare(request)
     runtime.sockets.add(ws)
@@ -79,11 +81,14 @@ class _Chat:
         self.detector: SpeechDetector | None = None
         self.messages = 0
         self.last_voice = time.monotonic()
+        self._turn_started_at: float | None = None  # audio seconds at push_to_talk:start
 
     async def run(self) -> None:
         helpers = [asyncio.create_task(self._drop_after_deadline())]
         if self.silence_response:
             helpers.append(asyncio.create_task(self._prompt_on_silence()))
+        if self.push_to_talk:
+            self.runtime.push_to_talk_handlers.append(self._on_push_to_talk)
         try:
             async for message in self.ws:
                 self.messages += 1
@@ -96,6 +101,8 @@ class _Chat:
                 elif message.type == WSMsgType.TEXT:
                     logger.debug("emulator voice chat: ignoring a text message")
         finally:
+            with contextlib.suppress(ValueError):
+                self.runtime.push_to_talk_handlers.remove(self._on_push_to_talk)
             for helper in helpers:
                 helper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -138,6 +145,17 @@ class _Chat:
             if not self.push_to_talk and frame.num_channels == 1 and frame.sample_rate:
                 for change in self._detect(frame):
                     await self._on_speech(change)
+
+    async def _on_push_to_talk(self, talking: bool) -> None:
+        """In push-to-talk sessions the user's turn is the button's, not a detector's."""
+        now = self.session.audio.seconds
+        if talking:
+            self._turn_started_at = now
+            await self._on_speech(SpeechChange(SpeechEdge.STARTED, now))
+        elif self._turn_started_at is not None:
+            turn = now - self._turn_started_at
+            self._turn_started_at = None
+            await self._on_speech(SpeechChange(SpeechEdge.STOPPED, now, speech_s=turn))
 
     def _detect(self, frame: vc.AudioChunk) -> list[SpeechChange]:
         if self.detector is None or self.detector.sample_rate != frame.sample_rate:
