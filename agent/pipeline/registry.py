@@ -1,0 +1,148 @@
+"""Finding processors by name, and checking their arguments before anything connects.
+
+A pipeline file names a processor three ways: a built-in short name (``latency_probe``),
+``package.module:Class``, or a name another package registered under the entry-point
+group ``heygen_agent.processors``. Arguments are validated against the class's
+``__init__`` signature (its annotations, through pydantic) so that a typo in a YAML file
+fails at once, with the key named, instead of after a billed session has started.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import sys
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
+
+from pipecat.processors.frame_processor import FrameProcessor
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+ENTRY_POINT_GROUP = "heygen_agent.processors"
+
+BUILTINS: dict[str, str] = {
+    "transcript_logger": "agent.processors.transcript_logger:TranscriptLogger",
+    "latency_probe": "agent.processors.latency_probe:LatencyProbe",
+    "greeting": "agent.processors.greeting:Greeting",
+}
+
+
+class RegistryError(ValueError):
+    """A processor that cannot be found or built. ``problems`` lists each as (argument
+    name or ``None``, message); ``key`` is the first one's argument."""
+
+    def __init__(self, message: str, key: str | None = None,
+                 problems: list[tuple[str | None, str]] | None = None) -> None:
+        self.problems = problems or [(key, message)]
+        super().__init__("; ".join(m for _, m in self.problems))
+        self.key = self.problems[0][0]
+
+
+@dataclass(frozen=True)
+class ProcessorSpec:
+    """A processor class and the arguments it will be built with (already validated)."""
+
+    name: str
+    cls: type[FrameProcessor]
+    args: dict[str, Any]
+
+    def build(self) -> FrameProcessor:
+        return self.cls(**self.args)
+
+
+def known_names() -> list[str]:
+    return sorted({*BUILTINS, *(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))})
+
+
+def resolve(name: str) -> type[FrameProcessor]:
+    """The class ``name`` refers to."""
+    if ":" in name:
+        return _load(name, name)
+    if name in BUILTINS:
+        return _load(BUILTINS[name], name)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == name:
+            return _check_class(ep.load(), name)
+    import difflib
+
+    close = difflib.get_close_matches(name, known_names(), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known_names())}"
+    raise RegistryError(f"unknown processor {name!r} (use a built-in name or module:Class){hint}")
+
+
+def _load(target: str, name: str) -> type[FrameProcessor]:
+    module_name, _, attr = target.partition(":")
+    if os.getcwd() not in sys.path:  # like uvicorn: your own modules beside the config work
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise RegistryError(f"cannot import {module_name!r} for {name!r}: {exc}") from None
+    try:
+        return _check_class(getattr(module, attr), name)
+    except AttributeError:
+        raise RegistryError(f"module {module_name!r} has no {attr!r}") from None
+
+
+def _check_class(obj: Any, name: str) -> type[FrameProcessor]:
+    if not (inspect.isclass(obj) and issubclass(obj, FrameProcessor)):
+        raise RegistryError(f"{name!r} is not a Pipecat FrameProcessor class")
+    return obj
+
+
+def arguments_model(cls: type[FrameProcessor]) -> type[BaseModel]:
+    """A pydantic model of ``cls.__init__``'s keyword arguments (``Any`` where untyped)."""
+    fields: dict[str, Any] = {}
+    for parameter in list(inspect.signature(cls.__init__).parameters.values())[1:]:
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            continue
+        annotation = parameter.annotation
+        if annotation is inspect.Parameter.empty:
+            annotation = Any
+        default = ... if parameter.default is inspect.Parameter.empty else parameter.default
+        fields[parameter.name] = (annotation, default)
+    hints = _type_hints(cls)
+    for name in fields:
+        if name in hints:
+            fields[name] = (hints[name], fields[name][1])
+    config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    return create_model(
+        f"{cls.__name__}Arguments", __config__=config, **fields
+    )
+
+
+def _type_hints(cls: type) -> dict[str, Any]:
+    """Resolved annotations (modules with ``from __future__ import annotations`` give
+    strings)."""
+    import typing
+
+    try:
+        return typing.get_type_hints(vars(cls)["__init__"])
+    except Exception:
+        return {}
+
+
+def spec(name: str, args: dict[str, Any] | None) -> ProcessorSpec:
+    """Resolve ``name`` and validate ``args``; raises :class:`RegistryError` naming the
+    argument at fault."""
+    cls = resolve(name)
+    try:
+        validated = arguments_model(cls).model_validate(args or {})
+    except ValidationError as exc:
+        problems: list[tuple[str | None, str]] = []
+        for error in exc.errors():
+            key = ".".join(str(p) for p in error["loc"])
+            message = error["msg"]
+            if error["type"] == "extra_forbidden":
+                import difflib
+
+                known = list(arguments_model(cls).model_fields)
+                close = difflib.get_close_matches(key, known, n=1)
+                message = f"unknown argument for {name}" + (
+                    f"; did you mean {close[0]!r}?" if close else f"; it takes {', '.join(known)}")
+            problems.append((key, message))
+        raise RegistryError("", problems=problems) from None
+    # Only what the file set: the class keeps its own defaults for the rest.
+    return ProcessorSpec(name, cls, {k: getattr(validated, k) for k in validated.model_fields_set})

@@ -1,0 +1,1 @@
+"""The project's own FrameProcessors, each small and named for what it does."""
