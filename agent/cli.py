@@ -7,11 +7,12 @@ import sys
 from collections.abc import Callable, Sequence
 
 from agent import __version__
-from agent.commands import emulate
+from agent.commands import account, emulate, run
 
 Command = Callable[[argparse.Namespace], int]
 
-#: Exit codes (documented in the README).
+#: Exit codes (documented in the README): 0 ok, 1 error, 2 usage, 3 bad pipeline file,
+#: 130 interrupted before a clean shutdown.
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -25,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run.add_parsers(commands)
+    account.add_parsers(commands)
     emulate.add_parser(commands)
     return parser
 

@@ -10,8 +10,10 @@ from agent.heygen.protocol.interactive import TaskType
 
 
 class Greeting(FrameProcessor):
-    """Place it before the transport's output(): it sends one :class:`HeyGenSpeakFrame`
-    with the first audio frame, i.e. once the pipeline is flowing."""
+    """Sits before the transport's output() (the builder puts it there): it sends one
+    :class:`HeyGenSpeakFrame` with the first audio frame, once the pipeline flows."""
+
+    placement = "before_heygen"
 
     def __init__(self, text: str, answer: bool = False) -> None:
         super().__init__()

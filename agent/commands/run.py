@@ -1,0 +1,140 @@
+"""``heygen-agent run FILE`` and ``heygen-agent validate FILE``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+from loguru import logger
+from pipecat.pipeline.runner import PipelineRunner
+
+from agent.emulator.config import EmulatorConfig
+from agent.emulator.livekit_server import LiveKitServer, LiveKitUnavailable
+from agent.emulator.server import EmulatorServer
+from agent.pipeline.builder import Agent, build
+from agent.pipeline.errors import ConfigError
+from agent.pipeline.loader import load_agent_file
+from agent.pipeline.registry import ProcessorSpec
+from agent.pipeline.schema import PipelineFile, WavInput
+
+EXIT_OK, EXIT_ERROR, EXIT_CONFIG = 0, 1, 3
+STATUS_INTERVAL_S = 0.5
+
+
+def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = commands.add_parser("run", help="run the agent a pipeline file describes")
+    run.add_argument("file", type=Path, help="a pipeline file, e.g. config/demo.yaml")
+    run.add_argument("--for", dest="duration", type=float, metavar="SECONDS",
+                     help="stop cleanly after this long (default: until Ctrl-C)")
+    run.add_argument("--no-status", action="store_true", help="no live status line")
+    run.add_argument("--input-wav", type=Path, metavar="WAV",
+                     help="play this WAV file as the microphone (headless runs, tests)")
+    run.set_defaults(handler=run_command)
+    check = commands.add_parser("validate", help="check a pipeline file without connecting")
+    check.add_argument("file", type=Path)
+    check.set_defaults(handler=validate_command)
+
+
+def validate_command(args: argparse.Namespace) -> int:
+    try:
+        file, specs = load_agent_file(args.file)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    names = ", ".join(s.name for s in specs) or "none"
+    outputs = ", ".join(o.type for o in file.outputs) or "none"
+    print(f"{args.file}: ok (input {file.input.type}; processors {names}; outputs {outputs})")
+    return EXIT_OK
+
+
+def run_command(args: argparse.Namespace) -> int:
+    try:
+        file, specs = load_agent_file(args.file)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    if args.input_wav is not None:
+        file.input = WavInput(type="wav", path=str(args.input_wav.resolve()))
+    logger.remove()
+    logger.add(sys.stderr, level=file.logging.level)
+    return asyncio.run(_main(file, specs, args))
+
+
+async def _main(file: PipelineFile, specs: list[ProcessorSpec], args: argparse.Namespace) -> int:
+    base_dir = args.file.resolve().parent
+    async with contextlib.AsyncExitStack() as stack:
+        base_url = api_key = None
+        if file.heygen.emulator:
+            try:
+                livekit = await stack.enter_async_context(LiveKitServer())
+            except LiveKitUnavailable as exc:
+                print(f"heygen-agent: {exc}", file=sys.stderr)
+                return EXIT_ERROR
+            emulator = EmulatorServer(EmulatorConfig(livekit=livekit.settings))
+            await stack.enter_async_context(emulator)
+            base_url, api_key = emulator.base_url, "emulator-key"
+            logger.info(f"Using the local HeyGen emulator at {base_url}")
+        agent = build(file, specs, base_dir=base_dir, base_url=base_url, api_key=api_key)
+        return await _run(agent, args.duration, not args.no_status)
+
+
+async def _run(agent: Agent, duration: float | None, status: bool) -> int:
+    failures: list[str] = []
+
+    async def ended(transport: object, reason: str) -> None:
+        if reason.startswith("start failed") or "dropped" in reason:
+            failures.append(reason)
+
+    agent.transport.add_event_handler("on_session_ended", ended)
+
+    runner = PipelineRunner(handle_sigint=True, handle_sigterm=True)
+    tasks = [asyncio.create_task(runner.run(agent.worker))]
+    if status and sys.stderr.isatty():
+        tasks.append(asyncio.create_task(_status_line(agent, sys.stderr)))
+    if duration is not None:
+        tasks.append(asyncio.create_task(_stop_after(agent, duration)))
+    try:
+        await tasks[0]
+    finally:
+        for task in tasks[1:]:
+            task.cancel()
+        await agent.client.aclose()
+    if agent.viewer is None and agent.recorder is not None:
+        print(f"recording: {agent.recorder.path}", file=sys.stderr)
+    session = agent.transport.session
+    if failures or session.session_id is None:
+        reason = failures[0] if failures else "not started"
+        print(f"heygen-agent: the HeyGen session failed: {reason}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+async def _stop_after(agent: Agent, seconds: float) -> None:
+    from pipecat.frames.frames import EndFrame
+
+    await asyncio.sleep(seconds)
+    await agent.worker.queue_frame(EndFrame())
+
+
+def status_text(agent: Agent, started: float) -> str:
+    transport = agent.transport
+    state = transport.session.state.value
+    speaking = "avatar speaking" if transport.avatar_speaking else "listening"
+    latency = agent.latency.last_latency_s
+    last = f"{latency * 1000:.0f} ms" if latency is not None else "-"
+    viewer = f" | viewer {agent.viewer.url}" if agent.viewer is not None else ""
+    return (f"session {state} | {speaking} | last answer latency {last} | "
+            f"{time.monotonic() - started:.0f} s{viewer}")
+
+
+async def _status_line(agent: Agent, out: TextIO) -> None:
+    started = time.monotonic()
+    while True:
+        out.write("\r\x1b[2K" + status_text(agent, started))
+        out.flush()
+        await asyncio.sleep(STATUS_INTERVAL_S)

@@ -1,0 +1,146 @@
+"""From a validated pipeline file to a running Pipecat pipeline.
+
+The order is fixed by what flows where::
+
+    input → VAD → [processors placed before HeyGen] → heygen.output() → heygen.input()
+          → [processors] → outputs
+
+Processors go after the transport's input (they see the avatar's frames and HeyGen's
+transcripts) unless their class says ``placement = "before_heygen"`` (a greeting, a
+filter on the user's audio).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.pipeline.worker import PipelineParams, PipelineWorker
+from pipecat.processors.frame_processor import FrameProcessor
+
+from agent.heygen.api import HeyGenClient
+from agent.heygen.protocol import interactive as ia
+from agent.heygen.session import SessionOptions
+from agent.heygen.transport import HeyGenParams, HeyGenTransport
+from agent.media.devices import MicrophoneInput, SpeakerOutput
+from agent.media.recorder import RecorderOutput
+from agent.media.sinks import NullSink
+from agent.media.vad import silero_vad
+from agent.media.viewer import ViewerOutput
+from agent.media.wav_source import WavFileInput
+from agent.pipeline.registry import ProcessorSpec
+from agent.pipeline.schema import PipelineFile
+from agent.processors.latency_probe import LatencyProbe
+
+BEFORE_HEYGEN = "before_heygen"
+
+
+@dataclass
+class Agent:
+    """Everything built from one file, for the runner and the status line."""
+
+    worker: PipelineWorker
+    transport: HeyGenTransport
+    client: HeyGenClient
+    processors: list[FrameProcessor]
+    latency: LatencyProbe
+    viewer: ViewerOutput | None = None
+    recorder: RecorderOutput | None = None
+    wav: WavFileInput | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_path(path: str | Path, base: Path) -> Path:
+    """Relative paths in a file are relative to the file, not to where it is run from,
+    so a file means the same thing whoever runs it from wherever."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else base / p
+
+
+def _with_paths_from(processor: ProcessorSpec, base_dir: Path) -> ProcessorSpec:
+    """A processor's ``path`` / ``*_path`` arguments are relative to the file too."""
+    args = {
+        key: str(resolve_path(value, base_dir))
+        if isinstance(value, str) and (key == "path" or key.endswith("_path")) else value
+        for key, value in processor.args.items()
+    }
+    return ProcessorSpec(processor.name, processor.cls, args)
+
+
+def build(
+    file: PipelineFile,
+    specs: list[ProcessorSpec],
+    *,
+    base_dir: Path,
+    base_url: str | None = None,
+    api_key: str | None = None,
+) -> Agent:
+    """Build the pipeline; ``specs`` are the file's processors, already resolved and
+    checked (see :func:`agent.pipeline.loader.load_agent_file`). ``base_url`` and
+    ``api_key`` override the file's (the emulator the command started)."""
+    heygen = file.heygen
+    key = api_key or (heygen.api_key.get_secret_value() if heygen.api_key else None)
+    client = HeyGenClient(key, base_url=base_url or heygen.base_url)
+    session = heygen.session
+    request = ia.NewSessionRequest.model_validate(
+        session.model_dump(include=set(ia.NewSessionRequest.model_fields), exclude_none=True)
+    )
+    options = SessionOptions(
+        request=request,
+        push_to_talk=session.push_to_talk,
+        keep_alive_interval_s=session.keep_alive_interval_s,
+    )
+    params = HeyGenParams.model_validate(file.video.model_dump()) if file.video else HeyGenParams()
+    transport = HeyGenTransport(client=client, session_options=options, params=params)
+
+    before: list[FrameProcessor] = []
+    source: FrameProcessor | None = None
+    wav: WavFileInput | None = None
+    if file.input.type == "microphone":
+        source = MicrophoneInput(device=file.input.device, sample_rate=file.input.sample_rate)
+    elif file.input.type == "wav":
+        wav = source = WavFileInput(resolve_path(file.input.path, base_dir),
+                                    after_end=file.input.after_end,
+                                    lead_in_s=file.input.lead_in_s)
+    if source is not None:
+        before.append(source)
+        if file.vad is not None:
+            before.append(silero_vad(file.vad))
+
+    after: list[FrameProcessor] = []
+    built = []
+    for processor_spec in specs:
+        processor = _with_paths_from(processor_spec, base_dir).build()
+        built.append(processor)
+        if getattr(processor_spec.cls, "placement", None) == BEFORE_HEYGEN:
+            before.append(processor)
+        else:
+            after.append(processor)
+    latency = next((p for p in built if isinstance(p, LatencyProbe)), None) or LatencyProbe(
+        log=False)
+    if latency not in built:
+        after.insert(0, latency)  # the status line always has a latency to show
+
+    viewer = recorder = None
+    for output in file.outputs:
+        if output.type == "speaker":
+            after.append(SpeakerOutput(device=output.device))
+        elif output.type == "viewer":
+            viewer = ViewerOutput(host=output.host, port=output.port)
+            after.append(viewer)
+        elif output.type == "recorder":
+            recorder = RecorderOutput(resolve_path(output.path, base_dir))
+            after.append(recorder)
+        else:
+            after.append(NullSink())
+
+    pipeline = Pipeline([*before, transport.output(), transport.input(), *after])
+    worker = PipelineWorker(
+        pipeline,
+        params=PipelineParams(enable_metrics=file.logging.metrics),
+        idle_timeout_secs=None,  # an avatar waiting for its user is not idle
+    )
+    return Agent(worker=worker, transport=transport, client=client, processors=built,
+                 latency=latency, viewer=viewer, recorder=recorder, wav=wav)

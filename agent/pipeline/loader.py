@@ -1,0 +1,242 @@
+"""Reading a pipeline file: YAML with positions, ``${VAR}`` interpolation, validation,
+processor resolution, and every problem reported as ``file:line:column: key: message``.
+
+Values are never echoed in errors: a file's strings may hold secrets once interpolated.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from agent.pipeline.errors import ConfigError, Problem
+from agent.pipeline.registry import ProcessorSpec, RegistryError, spec
+from agent.pipeline.schema import PipelineFile, ProcessorEntry
+
+Path_ = tuple[str | int, ...]
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _Marks:
+    """Where each key and value of the document is: 1-based (line, column)."""
+
+    def __init__(self) -> None:
+        self.key: dict[Path_, tuple[int, int]] = {}
+        self.value: dict[Path_, tuple[int, int]] = {}
+
+    def walk(self, node: yaml.Node, path: Path_ = ()) -> None:
+        self.value[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                child = (*path, str(key_node.value))
+                self.key[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                self.walk(value_node, child)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                self.walk(item, (*path, index))
+
+    def at(self, path: Path_, *, key: bool = False) -> tuple[int, int]:
+        """The position of ``path``, or of its nearest ancestor that exists."""
+        for end in range(len(path), -1, -1):
+            prefix = path[:end]
+            table = self.key if key and end == len(path) else self.value
+            if prefix in table:
+                return table[prefix]
+            if prefix in self.key:
+                return self.key[prefix]
+        return (1, 1)
+
+
+def load_pipeline_file(path: str | Path) -> PipelineFile:
+    file, _ = _load(Path(path), resolve_processors=False)
+    return file
+
+
+def load_agent_file(path: str | Path) -> tuple[PipelineFile, list[ProcessorSpec]]:
+    """The validated file and its processors, resolved and their arguments checked."""
+    return _load(Path(path), resolve_processors=True)
+
+
+def _load(path: Path, *, resolve_processors: bool) -> tuple[PipelineFile, list[ProcessorSpec]]:
+    name = str(path)
+
+    def fail(message: str, line: int = 1, column: int = 1, key: str = "") -> ConfigError:
+        return ConfigError([Problem(name, line, column, key, message)])
+
+    if path.is_dir():
+        raise fail("is a directory, not a pipeline file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise fail("no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise fail(f"cannot read it: {exc}") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise fail(f"not valid YAML: {exc.problem or exc.context}", line, column) from None
+    if node is None or data is None:
+        raise fail("the file is empty; it needs at least a 'heygen' section")
+    if not isinstance(data, dict):
+        raise fail("the top level must be a mapping of sections (heygen, input, outputs...)")
+    marks = _Marks()
+    marks.walk(node)
+
+    problems: list[Problem] = []
+    data = _interpolate(data, (), problems, marks, name)
+    try:
+        file: PipelineFile | None = PipelineFile.model_validate(data)
+    except ValidationError as exc:
+        problems += [_problem(error, data, marks, name) for error in exc.errors()]
+        file = None
+    specs: list[ProcessorSpec] = []
+    if resolve_processors:
+        # Checked even when the rest of the file is wrong: one pass shows every problem.
+        entries = file.processors if file is not None else _processors_alone(data)
+        for index, entry in enumerate(entries):
+            try:
+                specs.append(spec(entry.name, entry.args))
+            except RegistryError as exc:
+                for key, message in exc.problems:
+                    where: Path_ = ("processors", index, "args", key) if key else (
+                        "processors", index, "name")
+                    line, column = marks.at(where, key=key is not None)
+                    problems.append(Problem(name, line, column, _display(where), message))
+    if problems:
+        problems.sort(key=lambda p: (p.line, p.column))
+        raise ConfigError(problems)
+    assert file is not None
+    return file, specs
+
+
+def _processors_alone(data: dict[str, Any]) -> list[ProcessorEntry]:
+    """The processor entries when they are valid by themselves (else they were reported)."""
+    try:
+        return PipelineFile.model_validate({"processors": data.get("processors") or []}).processors
+    except ValidationError:
+        return []
+
+
+def _interpolate(
+    value: Any, path: Path_, problems: list[Problem], marks: _Marks, name: str
+) -> Any:
+    if isinstance(value, dict):
+        return {k: _interpolate(v, (*path, str(k)), problems, marks, name)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, (*path, i), problems, marks, name) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        variable, default = match.group(1), match.group(2)
+        found = os.environ.get(variable)
+        if found is not None and (found or default is None):
+            return found
+        if default is not None:
+            return default
+        line, column = marks.at(path)
+        problems.append(Problem(name, line, column, _display(path),
+                                f"environment variable {variable} is not set"))
+        return ""
+
+    return _VAR.sub(substitute, value)
+
+
+def _problem(error: Any, data: Any, marks: _Marks, name: str) -> Problem:
+    path = _data_path(tuple(error["loc"]), data)
+    kind = error["type"]
+    message = _message(error, path)
+    if kind == "missing":
+        line, column = marks.at(path[:-1], key=True)
+    else:
+        line, column = marks.at(path, key=kind == "extra_forbidden")
+    return Problem(name, line, column, _display(path), message)
+
+
+def _data_path(loc: Path_, data: Any) -> Path_:
+    """pydantic's ``loc`` without the tags of unions (``input.wav.path`` → ``input.path``)."""
+    path: list[str | int] = []
+    current = data
+    for index, part in enumerate(loc):
+        last = index == len(loc) - 1
+        if isinstance(current, dict) and part in current:
+            current = current[part]
+        elif isinstance(current, list) and isinstance(part, int) and part < len(current):
+            current = current[part]
+        elif not last:
+            continue  # a union member's tag, not a key in the file
+        path.append(part)
+    return tuple(path)
+
+
+def _message(error: Any, path: Path_) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        fields = _fields_at(PipelineFile, path[:-1])
+        close = difflib.get_close_matches(str(path[-1]), fields, n=1, cutoff=0.6)
+        if close:
+            return f"unknown key; did you mean {close[0]!r}?"
+        return "unknown key" + (f"; expected one of: {', '.join(fields)}" if fields else "")
+    if kind == "missing":
+        return "required key is missing"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        expected = error.get("ctx", {}).get("expected_tags", "")
+        return f"'type' must be one of {expected}"
+    if kind == "literal_error" or kind == "enum":
+        return f"expected {error.get('ctx', {}).get('expected', error['msg'])}"
+    return str(error["msg"])
+
+
+def _fields_at(model: Any, path: Path_) -> list[str]:
+    """The field names allowed at ``path`` of the schema (for did-you-mean)."""
+    current: Any = model
+    for part in path:
+        current = _unwrap(current, part)
+        if current is None:
+            return []
+    candidates = [current] if _is_model(current) else [
+        a for a in typing.get_args(current) if _is_model(a)]
+    names: list[str] = []
+    for candidate in candidates:
+        names += [n for n in candidate.model_fields if n not in names]
+    return names
+
+
+def _unwrap(current: Any, part: str | int) -> Any:
+    for arg in [current, *_flatten(current)]:
+        if _is_model(arg) and isinstance(part, str) and part in arg.model_fields:
+            return arg.model_fields[part].annotation
+        origin = typing.get_origin(arg)
+        if isinstance(part, int) and origin is list:
+            return typing.get_args(arg)[0]
+    return None
+
+
+def _flatten(annotation: Any) -> list[Any]:
+    out: list[Any] = []
+    for arg in typing.get_args(annotation):
+        out.append(arg)
+        out += _flatten(arg)
+    return out
+
+
+def _is_model(value: Any) -> bool:
+    return isinstance(value, type) and issubclass(value, BaseModel)
+
+
+def _display(path: Path_) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
