@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
+
+from loguru import logger
 
 from agent import __version__
 from agent.commands import account, emulate, run
@@ -33,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Quiet by default: a command's output is its answer; `run` takes its level from
+    # the pipeline file, and HEYGEN_LOG_LEVEL overrides both.
+    logger.remove()
+    logger.add(sys.stderr, level=os.environ.get("HEYGEN_LOG_LEVEL", "WARNING"))
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Command | None = getattr(args, "handler", None)

@@ -5,22 +5,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import sys
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from loguru import logger
-from pipecat.pipeline.runner import PipelineRunner
 
-from agent.emulator.config import EmulatorConfig
-from agent.emulator.livekit_server import LiveKitServer, LiveKitUnavailable
-from agent.emulator.server import EmulatorServer
-from agent.pipeline.builder import Agent, build
 from agent.pipeline.errors import ConfigError
-from agent.pipeline.loader import load_agent_file
-from agent.pipeline.registry import ProcessorSpec
-from agent.pipeline.schema import PipelineFile, WavInput
+
+if TYPE_CHECKING:  # Pipecat is imported only by the commands that run a pipeline
+    from agent.pipeline.builder import Agent
+    from agent.pipeline.registry import ProcessorSpec
+    from agent.pipeline.schema import PipelineFile
 
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG = 0, 1, 3
 STATUS_INTERVAL_S = 0.5
@@ -41,6 +39,8 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def validate_command(args: argparse.Namespace) -> int:
+    from agent.pipeline.loader import load_agent_file
+
     try:
         file, specs = load_agent_file(args.file)
     except ConfigError as exc:
@@ -53,6 +53,9 @@ def validate_command(args: argparse.Namespace) -> int:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from agent.pipeline.loader import load_agent_file
+    from agent.pipeline.schema import WavInput
+
     try:
         file, specs = load_agent_file(args.file)
     except ConfigError as exc:
@@ -61,11 +64,16 @@ def run_command(args: argparse.Namespace) -> int:
     if args.input_wav is not None:
         file.input = WavInput(type="wav", path=str(args.input_wav.resolve()))
     logger.remove()
-    logger.add(sys.stderr, level=file.logging.level)
+    logger.add(sys.stderr, level=os.environ.get("HEYGEN_LOG_LEVEL", file.logging.level))
     return asyncio.run(_main(file, specs, args))
 
 
 async def _main(file: PipelineFile, specs: list[ProcessorSpec], args: argparse.Namespace) -> int:
+    from agent.emulator.config import EmulatorConfig
+    from agent.emulator.livekit_server import LiveKitServer, LiveKitUnavailable
+    from agent.emulator.server import EmulatorServer
+    from agent.pipeline.builder import build
+
     base_dir = args.file.resolve().parent
     async with contextlib.AsyncExitStack() as stack:
         base_url = api_key = None
@@ -84,6 +92,8 @@ async def _main(file: PipelineFile, specs: list[ProcessorSpec], args: argparse.N
 
 
 async def _run(agent: Agent, duration: float | None, status: bool) -> int:
+    from pipecat.pipeline.runner import PipelineRunner
+
     failures: list[str] = []
 
     async def ended(transport: object, reason: str) -> None:

@@ -46,11 +46,10 @@ class _Marks:
         """The position of ``path``, or of its nearest ancestor that exists."""
         for end in range(len(path), -1, -1):
             prefix = path[:end]
-            table = self.key if key and end == len(path) else self.value
-            if prefix in table:
-                return table[prefix]
-            if prefix in self.key:
-                return self.key[prefix]
+            tables = (self.key, self.value) if key and end == len(path) else (self.value,)
+            for table in tables:
+                if prefix in table:
+                    return table[prefix]
         return (1, 1)
 
 

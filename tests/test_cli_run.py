@@ -1,0 +1,137 @@
+"""``heygen-agent run`` and the account commands as a person runs them: subprocesses."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import av
+import pytest
+
+from agent.emulator.config import EmulatorConfig
+from agent.emulator.livekit_server import LiveKitServer
+from agent.emulator.server import EmulatorServer
+from agent.heygen import api
+from agent.heygen.protocol import interactive as ia
+from tests.speech import speech_wav
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+async def heygen_agent(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "agent", *args, cwd=ROOT, env={**os.environ, **(env or {})},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+@pytest.mark.livekit
+async def test_demo_yaml_runs_end_to_end(livekit_server: LiveKitServer, tmp_path: Path) -> None:
+    """config/demo.yaml as shipped (it starts its own emulator and LiveKit server), with a
+    WAV file for the microphone, for a few seconds."""
+    wav = tmp_path / "q.wav"
+    speech_wav(wav, "Hello avatar, how are you today?")
+    transcript = ROOT / "recordings" / "demo-transcript.jsonl"
+    transcript.unlink(missing_ok=True)
+    code, _, err = await heygen_agent(
+        "run", "config/demo.yaml", "--input-wav", str(wav), "--for", "9", "--no-status",
+        env={"LIVEKIT_SERVER": livekit_server.binary})
+    assert code == 0, err
+    assert "Traceback" not in err
+    assert "Using the local HeyGen emulator" in err and "Viewer: open http://127.0.0.1:" in err
+    lines = [json.loads(line) for line in transcript.read_text().splitlines()]
+    user = [line["text"] for line in lines if line["who"] == "user"]
+    avatar = [line["text"] for line in lines if line["who"] == "avatar"]
+    assert len(user) == 1 and user[0].endswith(" seconds of speech)")
+    heard_s = user[0][1:].split()[0]
+    # the greeting (whenever the user's turn fell) and the answer to the turn, in order
+    assert avatar == ["Hello! I am the emulated HeyGen avatar. Say something and I will answer.",
+                      f"I heard {heard_s} seconds of speech."]
+    assert "stopped (pipeline EndFrame)" in err
+
+
+@pytest.mark.livekit
+async def test_sigterm_stops_the_session_and_finalises_the_recording(
+    livekit_server: LiveKitServer, tmp_path: Path
+) -> None:
+    wav = tmp_path / "q.wav"
+    speech_wav(wav, "Please say something long.")
+    config = tmp_path / "agent.yaml"
+    config.write_text(
+        "heygen:\n  base_url: ${TEST_BASE_URL}\n  api_key: ${TEST_KEY}\n"
+        "  session: {avatar_name: Emulated_Anna}\n"
+        f"input: {{type: wav, path: {wav}}}\n"
+        "outputs:\n  - type: recorder\n    path: out.mp4\n")
+    async with EmulatorServer(EmulatorConfig(livekit=livekit_server.settings)) as emulator:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "agent", "run", str(config), "--no-status", cwd=ROOT,
+            env={**os.environ, "TEST_BASE_URL": emulator.base_url, "TEST_KEY": "sigterm-key"},
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        registry = emulator.emulator.registry
+        async with asyncio.timeout(30):
+            while not registry.counts()["started"]:  # noqa: ASYNC110 - another process
+                await asyncio.sleep(0.1)
+        await asyncio.sleep(3)
+        process.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(process.communicate(), 30)
+        assert process.returncode == 0, err.decode()
+        assert registry.counts()["stopped"] == 1 and registry.counts()["open"] == 0
+    with av.open(str(tmp_path / "out.mp4")) as container:  # the trailer was written
+        video = container.streams.video[0]
+        assert float(video.duration * video.time_base) > 1.5
+
+
+async def test_account_commands_against_the_emulator() -> None:
+    async with EmulatorServer(EmulatorConfig(api_keys=frozenset({"acct-key-123"}))) as server:
+        env = {"HEYGEN_BASE_URL": server.base_url, "HEYGEN_API_KEY": "acct-key-123"}
+        code, out, _ = await heygen_agent("avatars", env=env)
+        assert code == 0 and "Emulated_Anna" in out
+        code, out, _ = await heygen_agent("voices", "--realtime", env=env)
+        assert code == 0 and out.splitlines() == ["emu-voice-en\tespeak-ng English\tEnglish"]
+        async with api.HeyGenClient("acct-key-123", base_url=server.base_url) as client:
+            leaked = [(await client.new_session(ia.NewSessionRequest())).session_id
+                      for _ in range(2)]
+        code, out, _ = await heygen_agent("sessions", env=env)
+        assert code == 0 and sorted(line.split("\t")[0] for line in out.splitlines()) == sorted(
+            leaked)
+        code, out, _ = await heygen_agent("sessions", "stop", leaked[0], env=env)
+        assert code == 0 and out.strip() == f"stopped {leaked[0]}"
+        code, out, _ = await heygen_agent("sessions", "stop", "--all", env=env)
+        assert code == 0 and out.strip() == f"stopped {leaked[1]}"
+        assert server.emulator.registry.counts()["open"] == 0
+        code, _, err = await heygen_agent("avatars", "--api-key", "wrong-key-000", env=env)
+        assert code == 1 and err.startswith("heygen-agent: /v1/streaming/avatar.list: HTTP 401")
+        assert "wrong-key-000" not in err and "Traceback" not in err
+
+
+async def test_every_command_has_help() -> None:
+    for command in ("run", "validate", "avatars", "voices", "sessions", "emulate"):
+        code, out, _ = await heygen_agent(command, "--help")
+        assert code == 0 and out.startswith(f"usage: heygen-agent {command}")
+
+
+@pytest.mark.livekit
+async def test_embed_example_runs_against_the_emulator(
+    livekit_server: LiveKitServer, tmp_path: Path
+) -> None:
+    wav = tmp_path / "q.wav"
+    speech_wav(wav, "How many seconds did I speak?")
+    async with EmulatorServer(EmulatorConfig(livekit=livekit_server.settings)) as emulator:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "examples/embed_in_bot.py", str(wav), str(tmp_path / "e.mp4"), "8",
+            cwd=ROOT, env={**os.environ, "HEYGEN_BASE_URL": emulator.base_url,
+                           "HEYGEN_API_KEY": "embed-key", "PYTHONPATH": str(ROOT)},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode == 0, err.decode()[-2000:]
+        assert emulator.emulator.registry.counts()["stopped"] == 1
+    lines = out.decode().splitlines()
+    assert lines[0].startswith("user: (") and lines[1].startswith("avatar: I heard ")
+    assert "keyword heard: 'seconds'" in err.decode()
+    assert (tmp_path / "e.mp4").stat().st_size > 10_000

@@ -1,0 +1,125 @@
+"""Pipeline files: broken ones give one actionable line per problem, never a traceback;
+every file in config/ is valid."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.pipeline.errors import ConfigError
+from agent.pipeline.loader import load_agent_file, load_pipeline_file
+from agent.pipeline.schema import WavInput
+
+ROOT = Path(__file__).resolve().parents[1]
+OK_HEAD = "heygen:\n  session:\n    avatar_name: Anna\n"
+
+BROKEN = [
+    ("unclosed-bracket", "heygen: {session: [\n", ["2:1: not valid YAML: expected the node content, but found '<stream end>'"]),
+    ("tab-indent", "heygen:\n\tsession: {}\n", ["2:1: not valid YAML: found character '\\t' that cannot start any token"]),
+    ("empty", "", ["1:1: the file is empty; it needs at least a 'heygen' section"]),
+    ("only-comment", "# nothing\n", ["1:1: the file is empty; it needs at least a 'heygen' section"]),
+    ("top-level-list", "- heygen\n", ["1:1: the top level must be a mapping of sections (heygen, input, outputs...)"]),
+    ("unknown-top-level", OK_HEAD + "ouputs: []\n", ["4:1: ouputs: unknown key; did you mean 'outputs'?"]),
+    ("unknown-nested", "heygen:\n  sesion: {}\n", ["2:3: heygen.sesion: unknown key; did you mean 'session'?"]),
+    ("unknown-deep", OK_HEAD + "    voice:\n      voice_idd: x\n", ["5:7: heygen.session.voice.voice_idd: unknown key; did you mean 'voice_id'?"]),
+    ("unknown-no-close-match", OK_HEAD + "zzz: 1\n", ["4:1: zzz: unknown key; expected one of: version, heygen, input, vad, processors, outputs, video, logging"]),
+    ("bad-enum", "heygen:\n  session:\n    quality: ultra\n", ["3:14: heygen.session.quality: expected 'low', 'medium' or 'high'"]),
+    ("bad-literal", OK_HEAD + "logging:\n  level: LOUD\n", ["5:10: logging.level: expected 'TRACE', 'DEBUG', 'INFO', 'WARNING' or 'ERROR'"]),
+    ("wrong-type", OK_HEAD + "vad:\n  confidence: high\n", ["5:15: vad.confidence: Input should be a valid number, unable to parse string as a number"]),
+    ("out-of-range-vad", OK_HEAD + "vad:\n  confidence: 1.5\n", ["5:15: vad.confidence: Input should be less than or equal to 1"]),
+    ("out-of-range-idle", "heygen:\n  session:\n    activity_idle_timeout: 5\n", ["3:28: heygen.session.activity_idle_timeout: Input should be greater than or equal to 30"]),
+    ("list-for-mapping", "heygen:\n  - session\n", ["2:3: heygen: Input should be a valid dictionary or instance of HeyGenSection"]),
+    ("missing-required", OK_HEAD + "input:\n  type: wav\n", ["4:1: input.path: required key is missing"]),
+    ("bad-discriminator", OK_HEAD + "input:\n  type: webcam\n", ["5:3: input: 'type' must be one of 'microphone', 'wav', 'none'"]),
+    ("bad-output-type", OK_HEAD + "outputs:\n  - type: screen\n", ["5:5: outputs[0]: 'type' must be one of 'speaker', 'viewer', 'recorder', 'none'"]),
+    ("output-port", OK_HEAD + "outputs:\n  - type: viewer\n    port: 70000\n", ["6:11: outputs[0].port: Input should be less than or equal to 65535"]),
+    ("unknown-processor", OK_HEAD + "processors:\n  - latency_prob\n", ["5:5: processors[0].name: unknown processor 'latency_prob' (use a built-in name or module:Class); did you mean 'latency_probe'?"]),
+    ("processor-not-importable", OK_HEAD + "processors:\n  - nowhere.at.all:Thing\n", ["5:5: processors[0].name: cannot import 'nowhere.at.all' for 'nowhere.at.all:Thing': No module named 'nowhere'"]),
+    ("processor-bad-arg", OK_HEAD + "processors:\n  - name: transcript_logger\n    args:\n      pth: x.jsonl\n", ["7:7: processors[0].args.pth: unknown argument for transcript_logger; did you mean 'path'?"]),
+    ("processor-arg-type", OK_HEAD + "processors:\n  - name: latency_probe\n    args: {log: maybe}\n", ["6:12: processors[0].args.log: Input should be a valid boolean, unable to interpret input"]),
+    ("processor-entry-malformed", OK_HEAD + "processors:\n  - {args: {}}\n", ["5:5: processors[0].name: required key is missing"]),
+    ("missing-env", "heygen:\n  api_key: ${HEYGEN_TEST_UNSET_VAR}\n", ["2:12: heygen.api_key: environment variable HEYGEN_TEST_UNSET_VAR is not set"]),
+    ("bad-version", "version: 2\n" + OK_HEAD, ["1:10: version: expected 1"]),
+    ("two-problems", "heygen:\n  session:\n    quality: ultra\nvad:\n  stop_secs: -1\n", [
+        "3:14: heygen.session.quality: expected 'low', 'medium' or 'high'",
+        "5:14: vad.stop_secs: Input should be greater than or equal to 0"]),
+]
+
+
+@pytest.mark.parametrize("case,text,expected", BROKEN, ids=[c[0] for c in BROKEN])
+def test_broken_files(case: str, text: str, expected: list[str], tmp_path: Path,
+                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HEYGEN_TEST_UNSET_VAR", raising=False)
+    path = tmp_path / f"{case}.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_agent_file(path)
+    assert str(caught.value).splitlines() == [f"{path}:{line}" for line in expected]
+
+
+def test_missing_file_and_directory(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope\.yaml:1:1: no such file"):
+        load_pipeline_file(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_pipeline_file(tmp_path)
+
+
+def test_minimal_file_has_sensible_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "min.yaml"
+    path.write_text(OK_HEAD)
+    file = load_pipeline_file(path)
+    assert file.heygen.session.avatar_name == "Anna"
+    assert file.input.type == "microphone" and file.vad is not None
+    assert [o.type for o in file.outputs] == ["speaker"]
+    assert file.heygen.api_key is None and file.heygen.base_url is None
+
+
+def test_interpolation_and_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_AVATAR", "Wayne")
+    monkeypatch.delenv("TEST_WAV", raising=False)
+    path = tmp_path / "env.yaml"
+    path.write_text("heygen:\n  session:\n    avatar_name: ${TEST_AVATAR}-v2\n"
+                    "input:\n  type: wav\n  path: ${TEST_WAV:-question.wav}\n")
+    file = load_pipeline_file(path)
+    assert file.heygen.session.avatar_name == "Wayne-v2"
+    assert isinstance(file.input, WavInput) and file.input.path == "question.wav"
+
+
+def test_no_secret_is_echoed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "sk-VERY-SECRET-0123456789"
+    monkeypatch.setenv("TEST_SECRET_KEY", secret)
+    path = tmp_path / "secret.yaml"
+    path.write_text(f"heygen:\n  api_key: ${{TEST_SECRET_KEY}}\n  session:\n"
+                    f"    avatar_name: {{nested: {secret}}}\n    voice: ${{TEST_SECRET_KEY}}\n"
+                    f"logging:\n  level: {secret}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_pipeline_file(path)
+    assert len(caught.value.problems) == 3
+    assert secret not in str(caught.value)
+    loaded = tmp_path / "ok.yaml"
+    loaded.write_text("heygen:\n  api_key: ${TEST_SECRET_KEY}\n")
+    file = load_pipeline_file(loaded)
+    assert secret not in repr(file) and secret not in str(file)
+    assert file.heygen.api_key is not None and file.heygen.api_key.get_secret_value() == secret
+
+
+@pytest.mark.parametrize("config", sorted((ROOT / "config").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_config_is_valid(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HEYGEN_API_KEY", "test-key-0000000")
+    file, _ = load_agent_file(config)
+    assert file.heygen.session.avatar_name
+
+
+def test_validate_command_prints_one_line_per_problem_and_no_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(BROKEN[-1][1])
+    result = subprocess.run([sys.executable, "-m", "agent", "validate", str(path)],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 3
+    assert "Traceback" not in result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith(str(path))] == [
+        f"{path}:{line}" for line in BROKEN[-1][2]]
