@@ -135,3 +135,23 @@ async def test_embed_example_runs_against_the_emulator(
     assert lines[0].startswith("user: (") and lines[1].startswith("avatar: I heard ")
     assert "keyword heard: 'seconds'" in err.decode()
     assert (tmp_path / "e.mp4").stat().st_size > 10_000
+
+
+async def test_status_line_says_state_speaker_latency_and_viewer(tmp_path: Path) -> None:
+    from agent.commands.run import status_text
+    from agent.pipeline.builder import build
+    from agent.pipeline.loader import load_agent_file
+
+    config = tmp_path / "s.yaml"
+    config.write_text("heygen: {base_url: 'http://127.0.0.1:9', api_key: k-123456}\n"
+                      "input: {type: none}\noutputs: [{type: viewer, port: 0}]\n")
+    file, specs = load_agent_file(config)
+    agent = build(file, specs, base_dir=tmp_path)
+    assert agent.viewer is not None
+    text = status_text(agent, started=0.0)
+    assert text.startswith("session idle | listening | last answer latency - | ")
+    assert text.endswith(f"viewer {agent.viewer.url}")
+    agent.transport.avatar_speaking = True
+    agent.latency.latencies_s.append(0.42)
+    assert "avatar speaking | last answer latency 420 ms" in status_text(agent, started=0.0)
+    await agent.client.aclose()
