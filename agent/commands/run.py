@@ -38,14 +38,22 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     check.set_defaults(handler=validate_command)
 
 
-def validate_command(args: argparse.Namespace) -> int:
+def _load(path: Path) -> tuple[PipelineFile, list[ProcessorSpec]] | None:
+    """The file and its processors, or ``None`` after printing its problems."""
     from agent.pipeline.loader import load_agent_file
 
     try:
-        file, specs = load_agent_file(args.file)
+        return load_agent_file(path)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
+        return None
+
+
+def validate_command(args: argparse.Namespace) -> int:
+    loaded = _load(args.file)
+    if loaded is None:
         return EXIT_CONFIG
+    file, specs = loaded
     names = ", ".join(s.name for s in specs) or "none"
     outputs = ", ".join(o.type for o in file.outputs) or "none"
     print(f"{args.file}: ok (input {file.input.type}; processors {names}; outputs {outputs})")
@@ -53,14 +61,12 @@ def validate_command(args: argparse.Namespace) -> int:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from agent.pipeline.loader import load_agent_file
     from agent.pipeline.schema import WavInput
 
-    try:
-        file, specs = load_agent_file(args.file)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    loaded = _load(args.file)
+    if loaded is None:
         return EXIT_CONFIG
+    file, specs = loaded
     if args.input_wav is not None:
         file.input = WavInput(type="wav", path=str(args.input_wav.resolve()))
     logger.remove()

@@ -122,13 +122,8 @@ class MicrophoneInput(FrameProcessor):
         )
 
     def _close(self) -> None:
-        if self._stream is not None:
-            try:
-                self._stream.stop()
-                self._stream.close()
-            except Exception as exc:
-                logger.debug(f"microphone close: {exc}")
-            self._stream = None
+        _close_stream(self._stream, "microphone")
+        self._stream = None
 
 
 class SpeakerOutput(FrameProcessor):
@@ -173,13 +168,18 @@ class SpeakerOutput(FrameProcessor):
             logger.warning(f"Speaker write failed ({_one_line(exc)})")
 
     def _close(self) -> None:
-        if self._stream is not None:
-            try:
-                self._stream.stop()
-                self._stream.close()
-            except Exception as exc:
-                logger.debug(f"speaker close: {exc}")
-            self._stream = None
+        _close_stream(self._stream, "speaker")
+        self._stream = None
+
+
+def _close_stream(stream: Any, what: str) -> None:
+    """Stop and close a PortAudio stream; a device that vanished must not stop a shutdown."""
+    if stream is not None:
+        try:
+            stream.stop()
+            stream.close()
+        except Exception as exc:
+            logger.debug(f"{what} close: {exc}")
 
 
 def _one_line(exc: BaseException) -> str:
