@@ -68,7 +68,8 @@ def run_command(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     file, specs = loaded
     if args.input_wav is not None:
-        file.input = WavInput(type="wav", path=str(args.input_wav.resolve()))
+        # a second of quiet first, as a person would leave before speaking
+        file.input = WavInput(type="wav", path=str(args.input_wav.resolve()), lead_in_s=1.0)
     logger.remove()
     logger.add(sys.stderr, level=os.environ.get("HEYGEN_LOG_LEVEL", file.logging.level))
     return asyncio.run(_main(file, specs, args))
