@@ -69,6 +69,8 @@ async def test_sigterm_stops_the_session_and_finalises_the_recording(
         "heygen:\n  base_url: ${TEST_BASE_URL}\n  api_key: ${TEST_KEY}\n"
         "  session: {avatar_name: Emulated_Anna}\n"
         f"input: {{type: wav, path: {wav}}}\n"
+        "processors:\n  - name: examples.keyword_alert:KeywordAlert\n"
+        "    args: {keywords: [speech]}\n"
         "outputs:\n  - type: recorder\n    path: out.mp4\n")
     async with EmulatorServer(EmulatorConfig(livekit=livekit_server.settings)) as emulator:
         process = await asyncio.create_subprocess_exec(
@@ -79,10 +81,11 @@ async def test_sigterm_stops_the_session_and_finalises_the_recording(
         async with asyncio.timeout(30):
             while not registry.counts()["started"]:  # noqa: ASYNC110 - another process
                 await asyncio.sleep(0.1)
-        await asyncio.sleep(3)
+        await asyncio.sleep(5)  # long enough for the turn and its transcript
         process.send_signal(signal.SIGTERM)
         _, err = await asyncio.wait_for(process.communicate(), 30)
         assert process.returncode == 0, err.decode()
+        assert "keyword heard: 'speech'" in err.decode(), "the custom processor ran"
         assert registry.counts()["stopped"] == 1 and registry.counts()["open"] == 0
     with av.open(str(tmp_path / "out.mp4")) as container:  # the trailer was written
         video = container.streams.video[0]
