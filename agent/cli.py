@@ -32,7 +32,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_parsers(commands)
     account.add_parsers(commands)
     emulate.add_parser(commands)
+    bench = commands.add_parser(
+        "bench", help="time the hot paths, as ratios against baselines timed in the same run")
+    bench.set_defaults(handler=_bench)
     return parser
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from agent.bench import main as bench_main
+
+    bench_main()
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -123,14 +123,14 @@ def encode_audio(
     frame.audio.audio = audio
     frame.audio.sample_rate = sample_rate
     frame.audio.num_channels = num_channels
-    return bytes(frame.SerializeToString())
+    return frame.SerializeToString()
 
 
 def encode_text(text: str) -> bytes:
     """One binary WebSocket message asking the avatar to answer ``text``."""
     frame = frames_pb2.Frame()
     frame.text.text = text
-    return bytes(frame.SerializeToString())
+    return frame.SerializeToString()
 
 
 def encode_frame(frame: WireFrame) -> bytes:
