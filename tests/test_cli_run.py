@@ -160,3 +160,14 @@ async def test_status_line_says_state_speaker_latency_and_viewer(tmp_path: Path)
     agent.latency.latencies_s.append(0.42)
     assert "avatar speaking | last answer latency 420 ms" in status_text(agent, started=0.0)
     await agent.client.aclose()
+
+
+async def test_run_exits_1_with_one_line_when_the_session_cannot_start(tmp_path: Path) -> None:
+    async with EmulatorServer(EmulatorConfig(api_keys=frozenset({"right-key-123"}))) as server:
+        config = tmp_path / "a.yaml"
+        config.write_text(f"heygen: {{base_url: '{server.base_url}', api_key: wrong-key-123}}\n"
+                          "input: {type: none}\noutputs: [{type: none}]\n")
+        code, _, err = await heygen_agent("run", str(config), "--no-status")
+    assert code == 1, err
+    assert err.splitlines()[-1].startswith("heygen-agent: the HeyGen session ended: start failed")
+    assert "wrong-key-123" not in err

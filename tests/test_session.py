@@ -210,3 +210,18 @@ async def test_a_socket_that_keeps_dropping_ends_the_session(
     reason = await asyncio.wait_for(session.wait_stopped(), 10)
     assert "dropped" in reason and len(listener.lost) == 4
     assert counts(server)["stopped"] == 1 and counts(server)["open"] == 0
+
+
+async def test_a_session_heygen_ends_is_stopped_here_too() -> None:
+    config = EmulatorConfig(session_duration_limit_s=1.0, expiry_check_interval_s=0.05)
+    async with EmulatorServer(config) as server, api.HeyGenClient(
+        "any-key-12345", base_url=server.base_url
+    ) as client:
+        listener = Recorder()
+        session = HeyGenSession(client, NO_MEDIA, listener)
+        await session.start()
+        reason = await asyncio.wait_for(session.wait_stopped(), 10)
+        assert reason == "HeyGen closed the session"
+        assert session.state is SessionState.STOPPED
+        assert listener.stopped == [reason]
+        assert server.emulator.registry.counts()["expired"] == 1

@@ -104,7 +104,7 @@ async def _run(agent: Agent, duration: float | None, status: bool) -> int:
     failures: list[str] = []
 
     async def ended(transport: object, reason: str) -> None:
-        if reason.startswith("start failed") or "dropped" in reason:
+        if not reason.startswith("pipeline"):  # not ended by us: failed, lost or expired
             failures.append(reason)
 
     agent.transport.add_event_handler("on_session_ended", ended)
@@ -126,7 +126,7 @@ async def _run(agent: Agent, duration: float | None, status: bool) -> int:
     session = agent.transport.session
     if failures or session.session_id is None:
         reason = failures[0] if failures else "not started"
-        print(f"heygen-agent: the HeyGen session failed: {reason}", file=sys.stderr)
+        print(f"heygen-agent: the HeyGen session ended: {reason}", file=sys.stderr)
         return EXIT_ERROR
     return EXIT_OK
 

@@ -24,7 +24,7 @@ from loguru import logger
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 
-from agent.heygen.api import HeyGenClient, HeyGenError
+from agent.heygen.api import HeyGenClient, HeyGenError, SessionStateError
 from agent.heygen.chunker import AudioChunker
 from agent.heygen.protocol import ProtocolError
 from agent.heygen.protocol import interactive as ia
@@ -189,6 +189,8 @@ class HeyGenSession:
             try:
                 await self._client.stop_session(self.session_id)
                 logger.info(f"HeyGen session {self.session_id} stopped ({reason})")
+            except SessionStateError:
+                logger.info(f"HeyGen session {self.session_id} had already ended ({reason})")
             except HeyGenError as exc:
                 logger.error(f"HeyGen session {self.session_id}: stop failed: {exc}")
         self.state = SessionState.STOPPED
@@ -353,7 +355,10 @@ class HeyGenSession:
                         logger.warning(f"HeyGen voice-chat message ignored: {exc}")
                         continue
                     await self._notify(self.listener.on_chat_event(event))
-                return  # closed cleanly by the server: the session is ending
+                # Closed cleanly by HeyGen: the session ended there (expired, stopped
+                # elsewhere). Stop ours too, so the pipeline ends instead of talking to no one.
+                self._spawn(self.stop(reason="HeyGen closed the session"), "heygen-stop")
+                return
             except websockets.ConnectionClosedError as exc:
                 code = exc.rcvd.code if exc.rcvd is not None else 1006
                 reason = f"voice-chat socket dropped (code {code})"
