@@ -154,7 +154,12 @@ class HeyGenTransport(BaseTransport):
     async def interrupt(self) -> None:
         await self.session.interrupt()
 
+    async def push_to_talk(self, talking: bool) -> None:
+        """Start or end the user's turn (sessions created with push-to-talk)."""
+        await self.session.push_to_talk(talking)
+
     def mute(self) -> None:
+        """The microphone keeps its cadence but sends zeros, as the official client does."""
         self.serializer.muted = True
 
     def unmute(self) -> None:
