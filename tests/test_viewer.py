@@ -138,3 +138,13 @@ def test_jpeg_from_rgb_too() -> None:
     jpeg = to_jpeg(OutputImageRawFrame(image=rgb.tobytes(), size=(W, H), format="RGB"))
     assert is_red(Image.open(io.BytesIO(jpeg)).convert("RGB").getpixel((10, 10)))  # type: ignore[arg-type]
 
+
+
+@pytest.mark.parametrize("luma,rgb", [(16, 0), (235, 255), (126, 128)])
+def test_jpeg_maps_video_range_to_full_range(luma: int, rgb: int) -> None:
+    """I420 from video is BT.601 limited range (16-235); JPEG is full range (0-255).
+    Without the stretch, black shows as dark grey and white as light grey."""
+    frame = OutputImageRawFrame(image=bytes([luma]) * (W * H) + bytes([128]) * (W * H // 2),
+                                size=(W, H), format=I420)
+    pixel = Image.open(io.BytesIO(to_jpeg(frame))).convert("RGB").getpixel((W // 2, H // 2))
+    assert pixel == pytest.approx((rgb, rgb, rgb), abs=3)  # type: ignore[arg-type]

@@ -79,15 +79,21 @@ es.onmessage = (m) => {
 """
 
 
+#: Video's I420 is BT.601 limited range (luma 16-235, chroma 16-240); JPEG's YCbCr is
+#: full range. One table lookup per plane stretches it; without it black is grey.
+_LUMA = np.clip((np.arange(256) - 16) * 255 / 219, 0, 255).round().astype(np.uint8)
+_CHROMA = np.clip((np.arange(256) - 128) * 255 / 224 + 128, 0, 255).round().astype(np.uint8)
+
+
 def to_jpeg(frame: OutputImageRawFrame, quality: int = 80) -> bytes:
     """JPEG from I420 without an RGB round trip: JPEG is YCbCr inside anyway."""
     width, height = frame.size
     data = np.frombuffer(frame.image, np.uint8)
     if frame.format == I420:
-        y = data[: width * height].reshape(height, width)
+        y = _LUMA[data[: width * height].reshape(height, width)]
         chroma = (width // 2) * (height // 2)
-        u = data[width * height : width * height + chroma].reshape(height // 2, width // 2)
-        v = data[width * height + chroma :].reshape(height // 2, width // 2)
+        u = _CHROMA[data[width * height : width * height + chroma].reshape(height // 2, width // 2)]
+        v = _CHROMA[data[width * height + chroma :].reshape(height // 2, width // 2)]
         planes = [Image.fromarray(p) for p in (y, u, v)]
         planes[1:] = [p.resize((width, height)) for p in planes[1:]]
         image = Image.merge("YCbCr", planes)
