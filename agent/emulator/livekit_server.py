@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import shutil
 import socket
 import tempfile
@@ -46,10 +47,23 @@ def find_binary() -> str | None:
     return str(REPO_TOOLS) if REPO_TOOLS.is_file() else None
 
 
+#: Below Linux's ephemeral range (32768-60999): a port picked here and released before
+#: livekit-server binds it is never handed to someone else's bind(("", 0)) meanwhile.
+_PORT_RANGE = (20_000, 32_000)
+_START_ATTEMPTS = 3
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port that is free on 127.0.0.1 now, outside the ephemeral range."""
+    for _ in range(200):
+        port = random.randint(*_PORT_RANGE)
+        with socket.socket(socket.AF_INET, kind) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise LiveKitUnavailable("no free port found for livekit-server")
 
 
 class LiveKitServer:
@@ -95,6 +109,21 @@ class LiveKitServer:
         )
 
     async def start(self, timeout_s: float = 20.0) -> None:
+        """Start and wait until it answers; on a port taken meanwhile, try fresh ports."""
+        for attempt in range(1, _START_ATTEMPTS + 1):
+            try:
+                await self._start_once(timeout_s)
+                return
+            except LiveKitUnavailable as exc:
+                if "address already in use" not in str(exc) or attempt == _START_ATTEMPTS:
+                    raise
+                logger.warning(f"livekit-server: a port was taken; retrying ({attempt})")
+                self._dir = tempfile.TemporaryDirectory(prefix="heygen-livekit-")
+                self.log_path = Path(self._dir.name) / "livekit.log"
+                self.port, self.rtc_tcp_port = free_port(), free_port()
+                self.rtc_udp_port = free_port(socket.SOCK_DGRAM)
+
+    async def _start_once(self, timeout_s: float) -> None:
         config = Path(self._dir.name) / "livekit.yaml"
         config.write_text(self._config())
         log = self.log_path.open("wb")
