@@ -43,6 +43,7 @@ BROKEN = [
     ("processor-entry-malformed", OK_HEAD + "processors:\n  - {args: {}}\n", ["5:5: processors[0].name: required key is missing"]),
     ("missing-env", "heygen:\n  api_key: ${HEYGEN_TEST_UNSET_VAR}\n", ["2:12: heygen.api_key: environment variable HEYGEN_TEST_UNSET_VAR is not set"]),
     ("bad-version", "version: 2\n" + OK_HEAD, ["1:10: version: expected 1"]),
+    ("duplicate-key", "heygen:\n  session:\n    quality: low\n    quality: high\n", ["4:5: heygen.session.quality: duplicate key; already set on line 3"]),
     ("two-problems", "heygen:\n  session:\n    quality: ultra\nvad:\n  stop_secs: -1\n", [
         "3:14: heygen.session.quality: expected 'low', 'medium' or 'high'",
         "5:14: vad.stop_secs: Input should be greater than or equal to 0"]),

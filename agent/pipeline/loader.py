@@ -30,13 +30,18 @@ class _Marks:
     def __init__(self) -> None:
         self.key: dict[Path_, tuple[int, int]] = {}
         self.value: dict[Path_, tuple[int, int]] = {}
+        #: keys written twice in one mapping: YAML keeps the last silently, we say so
+        self.duplicates: list[tuple[Path_, tuple[int, int], int]] = []
 
     def walk(self, node: yaml.Node, path: Path_ = ()) -> None:
         self.value[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
         if isinstance(node, yaml.MappingNode):
             for key_node, value_node in node.value:
                 child = (*path, str(key_node.value))
-                self.key[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                where = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                if child in self.key:
+                    self.duplicates.append((child, where, self.key[child][0]))
+                self.key[child] = where
                 self.walk(value_node, child)
         elif isinstance(node, yaml.SequenceNode):
             for index, item in enumerate(node.value):
@@ -91,7 +96,10 @@ def _load(path: Path, *, resolve_processors: bool) -> tuple[PipelineFile, list[P
     marks = _Marks()
     marks.walk(node)
 
-    problems: list[Problem] = []
+    problems = [
+        Problem(name, line, column, _display(path), f"duplicate key; already set on line {first}")
+        for path, (line, column), first in marks.duplicates
+    ]
     data = _interpolate(data, (), problems, marks, name)
     try:
         file: PipelineFile | None = PipelineFile.model_validate(data)
