@@ -185,3 +185,34 @@ def test_espeak_speech_and_tone_fallback(monkeypatch: pytest.MonkeyPatch) -> Non
     assert word_timings("one two three", 1.4)[0] == (0.0, "one")
     assert [w for _, w in word_timings("one two three", 1.4)] == ["one", "two", "three"]
     assert json.dumps(word_timings("", 1.0)) == "[]"
+
+
+async def test_speaking_after_leaving_fails_at_once_instead_of_hanging() -> None:
+    from agent.emulator.avatar import AvatarParticipant
+
+    avatar = AvatarParticipant(livekit_url="ws://127.0.0.1:9", token="unused")
+    await avatar.leave()
+    with pytest.raises(RuntimeError, match="not in the room"):
+        await asyncio.wait_for(avatar.speak("hello", task_id="t"), 2)
+    with pytest.raises(RuntimeError, match="not in the room"):
+        await asyncio.wait_for(avatar.play(bytes(480), 24000, task_id="t"), 2)
+
+
+@pytest.mark.parametrize(
+    "payload,expected",
+    [(b'"push_to_talk:start"', True), (b'"push_to_talk:stop"', False),
+     (b'{"type": "x"}', None), (b"[1]", None), (b"\xff", None), (b'"other"', None)],
+)
+def test_push_to_talk_messages_and_anything_else(payload: bytes, expected: bool | None) -> None:
+    from agent.emulator.avatar import push_to_talk_state
+
+    assert push_to_talk_state(payload) is expected
+
+
+def test_text_starting_with_a_dash_is_spoken_not_taken_as_an_option() -> None:
+    from agent.emulator.speech import tone
+    from tests.speech import require
+
+    require("espeak-ng", "apt-get install espeak-ng")
+    text = "--not-an-option said aloud"
+    assert len(synthesize(text, 16000)) != len(tone(len(text) * 0.07, 16000))

@@ -76,12 +76,10 @@ class AvatarParticipant:
     async def join(self) -> None:
         @self.room.on("data_received")
         def _data(packet: rtc.DataPacket) -> None:
-            with contextlib.suppress(ValueError, UnicodeDecodeError):
-                message = json.loads(packet.data)
-                talking = {"push_to_talk:start": True, "push_to_talk:stop": False}.get(message)
-                if talking is not None and self.on_push_to_talk is not None:
-                    task = asyncio.get_running_loop().create_task(self.on_push_to_talk(talking))
-                    self._tasks.append(task)
+            talking = push_to_talk_state(packet.data)
+            if talking is not None and self.on_push_to_talk is not None:
+                task = asyncio.get_running_loop().create_task(self.on_push_to_talk(talking))
+                self._tasks.append(task)
 
         await self.room.connect(self.livekit_url, self._token)
         self.joined = True
@@ -107,6 +105,8 @@ class AvatarParticipant:
         ]
 
     async def speak(self, text: str, *, task_id: str) -> float:
+        if self._left or not self.joined:
+            raise RuntimeError("the avatar is not in the room")
         pcm = await asyncio.to_thread(synthesize, text, self.sample_rate)
         words = word_timings(text, len(pcm) / 2 / self.sample_rate)
         return await self._perform(pcm, task_id, words)
@@ -143,6 +143,9 @@ class AvatarParticipant:
 
     async def _perform(self, pcm: bytes, task_id: str, words: list[tuple[float, str]]) -> float:
         """Say ``pcm`` with the events around it; returns the milliseconds actually said."""
+        if self._left or not self.joined:
+            # No audio loop would ever finish it (after the avatar-leave fault, say).
+            raise RuntimeError("the avatar is not in the room")
         async with self._speak_lock:
             playback = _Playback(pcm)
             await self.send_event(rev.AvatarStartTalking(task_id=task_id))
@@ -213,6 +216,19 @@ class AvatarParticipant:
                 logger.warning("emulated avatar video fell behind; frames skipped")
                 deadline = loop.time()
             await asyncio.sleep(max(0.0, delay))
+
+
+_PUSH_TO_TALK = {"push_to_talk:start": True, "push_to_talk:stop": False}
+
+
+def push_to_talk_state(payload: bytes) -> bool | None:
+    """True/False for the client's push_to_talk:start/stop (a JSON string); None for any
+    other data message, whatever its shape: a data channel carries anything."""
+    try:
+        message = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return _PUSH_TO_TALK.get(message) if isinstance(message, str) else None
 
 
 def _mouth_for(chunk: bytes) -> int:

@@ -31,8 +31,10 @@ def synthesize(text: str, sample_rate: int) -> bytes:
     """``text`` spoken as PCM s16le mono at ``sample_rate`` (blocking; run it in a thread)."""
     espeak = shutil.which("espeak-ng")
     if espeak is not None and text.strip():
+        # The text goes on stdin: as an argument, text starting with '-' is an option.
         result = subprocess.run(
-            [espeak, "--stdout", text], capture_output=True, check=False, timeout=30
+            [espeak, "--stdout"], input=text.encode(), capture_output=True, check=False,
+            timeout=30,
         )
         if result.returncode == 0 and result.stdout:
             with wave.open(io.BytesIO(result.stdout), "rb") as wav:
