@@ -189,9 +189,8 @@ def parse_body(model: type[M], body: Any) -> M:
     try:
         return model.model_validate(body if body is not None else {})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise ServiceError(400, 400, f"Invalid parameter {where}: {first['msg']}") from None
+        problem = ia.first_problem(exc, whole="body")
+        raise ServiceError(400, 400, f"Invalid parameter {problem}") from None
 
 
 async def read_json(request: web.Request) -> Any:

@@ -105,8 +105,7 @@ class AvatarParticipant:
         ]
 
     async def speak(self, text: str, *, task_id: str) -> float:
-        if self._left or not self.joined:
-            raise RuntimeError("the avatar is not in the room")
+        self._require_in_room()  # before synthesising: nothing would ever say it
         pcm = await asyncio.to_thread(synthesize, text, self.sample_rate)
         words = word_timings(text, len(pcm) / 2 / self.sample_rate)
         return await self._perform(pcm, task_id, words)
@@ -141,11 +140,15 @@ class AvatarParticipant:
 
     # ------------------------------------------------------------------ internals
 
+    def _require_in_room(self) -> None:
+        """Without the room there is no audio loop to finish an utterance (after the
+        avatar-leave fault, say): fail at once rather than wait forever."""
+        if self._left or not self.joined:
+            raise RuntimeError("the avatar is not in the room")
+
     async def _perform(self, pcm: bytes, task_id: str, words: list[tuple[float, str]]) -> float:
         """Say ``pcm`` with the events around it; returns the milliseconds actually said."""
-        if self._left or not self.joined:
-            # No audio loop would ever finish it (after the avatar-leave fault, say).
-            raise RuntimeError("the avatar is not in the room")
+        self._require_in_room()
         async with self._speak_lock:
             playback = _Playback(pcm)
             await self.send_event(rev.AvatarStartTalking(task_id=task_id))

@@ -17,7 +17,7 @@ from loguru import logger
 
 from agent.emulator.app import EMULATOR_KEY, Emulator, injected_fault
 from agent.emulator.runtime import SessionRuntime, answer_text, answer_to_speech
-from agent.emulator.sessions import ServiceError, Session
+from agent.emulator.sessions import ServiceError, Session, unauthorized
 from agent.emulator.speech_detector import SpeechChange, SpeechDetector, SpeechEdge
 from agent.heygen.protocol import ProtocolError
 from agent.heygen.protocol import room_events as rev
@@ -34,7 +34,7 @@ def _authorise(em: Emulator, request: web.Request) -> Session:
     # The official client passes its session token; a key-only client passes the key
     # that created the session.
     if not (em.registry.token_allows(token, session_id) or token == session.owner_key):
-        raise ServiceError(401, 400112, "Unauthorized")
+        raise unauthorized()
     em.registry.require_started(session)
     return session
 

@@ -5,7 +5,15 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+
+def did_you_mean(word: str, options: Sequence[str]) -> str | None:
+    """The option closest to a misspelt ``word``, if one is close enough to suggest."""
+    close = difflib.get_close_matches(word, options, n=1)
+    return close[0] if close else None
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ Values are never echoed in errors: a file's strings may hold secrets once interp
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import typing
@@ -16,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from agent.pipeline.errors import ConfigError, Problem
+from agent.pipeline.errors import ConfigError, Problem, did_you_mean
 from agent.pipeline.registry import ProcessorSpec, RegistryError, spec
 from agent.pipeline.schema import PipelineFile, ProcessorEntry
 
@@ -191,9 +190,9 @@ def _message(error: Any, path: Path_) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
         fields = _fields_at(PipelineFile, path[:-1])
-        close = difflib.get_close_matches(str(path[-1]), fields, n=1, cutoff=0.6)
+        close = did_you_mean(str(path[-1]), fields)
         if close:
-            return f"unknown key; did you mean {close[0]!r}?"
+            return f"unknown key; did you mean {close!r}?"
         return "unknown key" + (f"; expected one of: {', '.join(fields)}" if fields else "")
     if kind == "missing":
         return "required key is missing"

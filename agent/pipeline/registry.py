@@ -20,6 +20,8 @@ from typing import Any
 from pipecat.processors.frame_processor import FrameProcessor
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from agent.pipeline.errors import did_you_mean
+
 ENTRY_POINT_GROUP = "heygen_agent.processors"
 
 BUILTINS: dict[str, str] = {
@@ -65,10 +67,9 @@ def resolve(name: str) -> type[FrameProcessor]:
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name == name:
             return _check_class(ep.load(), name)
-    import difflib
-
-    close = difflib.get_close_matches(name, known_names(), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known_names())}"
+    known = known_names()
+    close = did_you_mean(name, known)
+    hint = f"; did you mean {close!r}?" if close else f"; known: {', '.join(known)}"
     raise RegistryError(f"unknown processor {name!r} (use a built-in name or module:Class){hint}")
 
 
@@ -128,20 +129,19 @@ def spec(name: str, args: dict[str, Any] | None) -> ProcessorSpec:
     """Resolve ``name`` and validate ``args``; raises :class:`RegistryError` naming the
     argument at fault."""
     cls = resolve(name)
+    model = arguments_model(cls)
     try:
-        validated = arguments_model(cls).model_validate(args or {})
+        validated = model.model_validate(args or {})
     except ValidationError as exc:
         problems: list[tuple[str | None, str]] = []
         for error in exc.errors():
             key = ".".join(str(p) for p in error["loc"])
             message = error["msg"]
             if error["type"] == "extra_forbidden":
-                import difflib
-
-                known = list(arguments_model(cls).model_fields)
-                close = difflib.get_close_matches(key, known, n=1)
+                known = list(model.model_fields)
+                close = did_you_mean(key, known)
                 message = f"unknown argument for {name}" + (
-                    f"; did you mean {close[0]!r}?" if close else f"; it takes {', '.join(known)}")
+                    f"; did you mean {close!r}?" if close else f"; it takes {', '.join(known)}")
             problems.append((key, message))
         raise RegistryError("", problems=problems) from None
     # Only what the file set: the class keeps its own defaults for the rest.

@@ -246,7 +246,7 @@ def parse_data(model: type[M], body: Any, endpoint: Endpoint) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ProtocolError(f"{endpoint.path}: unexpected answer: {_first_problem(exc)}") from None
+        raise ProtocolError(f"{endpoint.path}: unexpected answer: {first_problem(exc)}") from None
 
 
 def parse_list(model: type[M], body: Any, endpoint: Endpoint, key: str) -> list[M]:
@@ -259,7 +259,7 @@ def parse_list(model: type[M], body: Any, endpoint: Endpoint, key: str) -> list[
     try:
         return [model.model_validate(item) for item in data]
     except ValidationError as exc:
-        raise ProtocolError(f"{endpoint.path}: unexpected answer: {_first_problem(exc)}") from None
+        raise ProtocolError(f"{endpoint.path}: unexpected answer: {first_problem(exc)}") from None
 
 
 def parse_error(body: Any) -> ErrorBody:
@@ -299,7 +299,9 @@ def _data(body: Any, endpoint: Endpoint) -> Any:
     return body["data"]
 
 
-def _first_problem(exc: ValidationError) -> str:
+def first_problem(exc: ValidationError, whole: str = "data") -> str:
+    """``where: what`` for the first thing pydantic found wrong (``whole`` when it is the
+    object itself); shared by the client's and the emulator's answers."""
     error = exc.errors()[0]
-    where = ".".join(str(part) for part in error["loc"]) or "data"
+    where = ".".join(str(part) for part in error["loc"]) or whole
     return f"{where}: {error['msg']}"
