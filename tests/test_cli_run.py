@@ -171,3 +171,24 @@ async def test_run_exits_1_with_one_line_when_the_session_cannot_start(tmp_path:
     assert code == 1, err
     assert err.splitlines()[-1].startswith("heygen-agent: the HeyGen session ended: start failed")
     assert "wrong-key-123" not in err
+
+
+@pytest.mark.parametrize("where", ["file", "option"])
+async def test_run_refuses_a_missing_wav_before_connecting(where: str, tmp_path: Path) -> None:
+    """One line naming the WAV (and, from a file, where it is set), exit 3, and nothing
+    started: the emulator and LiveKit would otherwise be up before the WAV was opened."""
+    missing = tmp_path / "question.wav"
+    config = tmp_path / "a.yaml"
+    if where == "file":
+        config.write_text("heygen: {emulator: true}\ninput: {type: wav, path: question.wav}\n"
+                          "outputs: [{type: none}]\n")
+        args = ["run", str(config), "--no-status"]
+        expected = f"{config}:2:26: input.path: {missing}: no such file"
+    else:
+        config.write_text("heygen: {emulator: true}\ninput: {type: microphone}\n"
+                          "outputs: [{type: none}]\n")
+        args = ["run", str(config), "--no-status", "--input-wav", str(missing)]
+        expected = f"heygen-agent: --input-wav: {missing}: no such file"
+    code, _, err = await heygen_agent(*args)
+    assert code == 3, err
+    assert err.splitlines() == [expected]

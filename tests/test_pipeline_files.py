@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import wave
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -109,10 +111,59 @@ def test_no_secret_is_echoed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 @pytest.mark.parametrize("config", sorted((ROOT / "config").glob("*.yaml")),
                          ids=lambda p: p.name)
-def test_every_shipped_config_is_valid(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_shipped_config_is_valid(config: Path, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HEYGEN_API_KEY", "test-key-0000000")
+    question = tmp_path / "question.wav"
+    write_wav(question, sample_width=2)
+    monkeypatch.setenv("INPUT_WAV", str(question))  # record_headless.yaml plays it
     file, _ = load_agent_file(config)
     assert file.heygen.session.avatar_name
+
+
+def write_wav(path: Path, *, sample_width: int) -> None:
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(sample_width)
+        wav.setframerate(16000)
+        wav.writeframes(bytes(1600 * sample_width))
+
+
+WAV_CASES = [
+    ("missing", lambda p: None, "no such file"),
+    ("text", lambda p: p.write_text("not audio"),
+     "not a readable WAV file (file does not start with RIFF id)"),
+    ("8-bit", lambda p: write_wav(p, sample_width=1), "16-bit PCM expected, got 8-bit"),
+    ("directory", lambda p: p.mkdir(), "is a directory, not a WAV file"),
+]
+
+
+@pytest.mark.parametrize("case,make,message", WAV_CASES, ids=[c[0] for c in WAV_CASES])
+def test_wav_input_must_be_playable(case: str, make: Callable[[Path], object], message: str,
+                                   tmp_path: Path) -> None:
+    """Found when the file is loaded, with where it is set, not as a traceback once the
+    session is already up."""
+    wav = tmp_path / "sub" / "q.wav"
+    wav.parent.mkdir()
+    make(wav)
+    path = tmp_path / "a.yaml"
+    path.write_text(OK_HEAD + "input:\n  type: wav\n  path: sub/q.wav\n")
+    with pytest.raises(ConfigError) as caught:
+        load_agent_file(path)
+    assert str(caught.value) == f"{path}:6:9: input.path: {wav}: {message}"
+    load_pipeline_file(path)  # the shape alone is fine
+    load_agent_file(path, check_input=False)  # run --input-wav replaces the input
+
+
+def test_wav_input_is_relative_to_the_file_not_the_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_wav(tmp_path / "q.wav", sample_width=2)
+    path = tmp_path / "a.yaml"
+    path.write_text(OK_HEAD + "input:\n  type: wav\n  path: q.wav\n")
+    monkeypatch.chdir(ROOT)
+    file, _ = load_agent_file(path)
+    assert isinstance(file.input, WavInput) and file.input.path == "q.wav"
 
 
 def test_validate_command_prints_one_line_per_problem_and_no_traceback(tmp_path: Path) -> None:

@@ -38,12 +38,14 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     check.set_defaults(handler=validate_command)
 
 
-def _load(path: Path) -> tuple[PipelineFile, list[ProcessorSpec]] | None:
+def _load(
+    path: Path, *, check_input: bool = True
+) -> tuple[PipelineFile, list[ProcessorSpec]] | None:
     """The file and its processors, or ``None`` after printing its problems."""
     from agent.pipeline.loader import load_agent_file
 
     try:
-        return load_agent_file(path)
+        return load_agent_file(path, check_input=check_input)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return None
@@ -61,13 +63,19 @@ def validate_command(args: argparse.Namespace) -> int:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from agent.media.wav_file import WavFileError, probe_wav
     from agent.pipeline.schema import WavInput
 
-    loaded = _load(args.file)
+    loaded = _load(args.file, check_input=args.input_wav is None)
     if loaded is None:
         return EXIT_CONFIG
     file, specs = loaded
     if args.input_wav is not None:
+        try:
+            probe_wav(args.input_wav)
+        except WavFileError as exc:
+            print(f"heygen-agent: --input-wav: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
         # a second of quiet first, as a person would leave before speaking
         file.input = WavInput(type="wav", path=str(args.input_wav.resolve()), lead_in_s=1.0)
     logger.remove()

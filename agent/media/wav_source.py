@@ -7,7 +7,6 @@ same 20 ms cadence it gets from a sound card, so timing results mean something.
 from __future__ import annotations
 
 import asyncio
-import wave
 from pathlib import Path
 from typing import Literal
 
@@ -22,23 +21,10 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
+from agent.media.wav_file import read_wav
+
 FRAME_S = 0.02
 AfterEnd = Literal["silence", "end", "loop"]
-
-
-class WavFileError(ValueError):
-    """The file is not a WAV this source can play (16-bit PCM)."""
-
-
-def read_wav(path: Path) -> tuple[bytes, int, int]:
-    """PCM s16le, sample rate and channel count of a WAV file."""
-    try:
-        with wave.open(str(path), "rb") as wav:
-            if wav.getsampwidth() != 2:
-                raise WavFileError(f"{path}: 16-bit PCM expected, got {wav.getsampwidth() * 8}-bit")
-            return wav.readframes(wav.getnframes()), wav.getframerate(), wav.getnchannels()
-    except (OSError, EOFError, wave.Error) as exc:
-        raise WavFileError(f"{path}: not a readable WAV file ({exc})") from None
 
 
 class WavFileInput(FrameProcessor):

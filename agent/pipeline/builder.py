@@ -30,6 +30,7 @@ from agent.media.sinks import NullSink
 from agent.media.vad import silero_vad
 from agent.media.viewer import ViewerOutput
 from agent.media.wav_source import WavFileInput
+from agent.pipeline.loader import resolve_path
 from agent.pipeline.registry import ProcessorSpec
 from agent.pipeline.schema import PipelineFile
 from agent.processors.latency_probe import LatencyProbe
@@ -50,13 +51,6 @@ class Agent:
     recorder: RecorderOutput | None = None
     wav: WavFileInput | None = None
     extras: dict[str, Any] = field(default_factory=dict)
-
-
-def resolve_path(path: str | Path, base: Path) -> Path:
-    """Relative paths in a file are relative to the file, not to where it is run from,
-    so a file means the same thing whoever runs it from wherever."""
-    p = Path(path).expanduser()
-    return p if p.is_absolute() else base / p
 
 
 def _with_paths_from(processor: ProcessorSpec, base_dir: Path) -> ProcessorSpec:

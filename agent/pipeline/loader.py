@@ -15,9 +15,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from agent.media.wav_file import WavFileError, probe_wav
 from agent.pipeline.errors import ConfigError, Problem, did_you_mean
 from agent.pipeline.registry import ProcessorSpec, RegistryError, spec
-from agent.pipeline.schema import PipelineFile, ProcessorEntry
+from agent.pipeline.schema import PipelineFile, ProcessorEntry, WavInput
 
 Path_ = tuple[str | int, ...]
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -62,12 +63,25 @@ def load_pipeline_file(path: str | Path) -> PipelineFile:
     return file
 
 
-def load_agent_file(path: str | Path) -> tuple[PipelineFile, list[ProcessorSpec]]:
-    """The validated file and its processors, resolved and their arguments checked."""
-    return _load(Path(path), resolve_processors=True)
+def load_agent_file(
+    path: str | Path, *, check_input: bool = True
+) -> tuple[PipelineFile, list[ProcessorSpec]]:
+    """The validated file and its processors, resolved and their arguments checked: all a
+    run needs, so that a mistake is found before anything connects. With ``check_input``
+    a WAV input must be a playable WAV (``run --input-wav`` replaces it, so it does not)."""
+    return _load(Path(path), resolve_processors=True, check_input=check_input)
 
 
-def _load(path: Path, *, resolve_processors: bool) -> tuple[PipelineFile, list[ProcessorSpec]]:
+def resolve_path(path: str | Path, base: Path) -> Path:
+    """Relative paths in a file are relative to the file, not to where it is run from,
+    so a file means the same thing whoever runs it from wherever."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else base / p
+
+
+def _load(
+    path: Path, *, resolve_processors: bool, check_input: bool = False
+) -> tuple[PipelineFile, list[ProcessorSpec]]:
     name = str(path)
 
     def fail(message: str, line: int = 1, column: int = 1, key: str = "") -> ConfigError:
@@ -118,6 +132,12 @@ def _load(path: Path, *, resolve_processors: bool) -> tuple[PipelineFile, list[P
                         "processors", index, "name")
                     line, column = marks.at(where, key=key is not None)
                     problems.append(Problem(name, line, column, _display(where), message))
+    if check_input and file is not None and isinstance(file.input, WavInput):
+        try:
+            probe_wav(resolve_path(file.input.path, path.resolve().parent))
+        except WavFileError as exc:
+            line, column = marks.at(("input", "path"))
+            problems.append(Problem(name, line, column, "input.path", str(exc)))
     if problems:
         problems.sort(key=lambda p: (p.line, p.column))
         raise ConfigError(problems)

@@ -1,0 +1,55 @@
+"""Reading WAV files, without Pipecat: the pipeline loader checks a file's WAV input before
+anything connects, and the WAV source plays it."""
+
+from __future__ import annotations
+
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class WavFileError(ValueError):
+    """The file is not a WAV this project can play (16-bit PCM); ``str()`` names it."""
+
+
+@dataclass(frozen=True)
+class WavInfo:
+    sample_rate: int
+    num_channels: int
+    num_frames: int
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_frames / self.sample_rate
+
+
+def _open(path: Path) -> wave.Wave_read:
+    try:
+        wav = wave.open(str(path), "rb")  # noqa: SIM115 - the caller closes it
+    except FileNotFoundError:
+        raise WavFileError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise WavFileError(f"{path}: is a directory, not a WAV file") from None
+    except (OSError, EOFError, wave.Error) as exc:
+        detail = f" ({exc})" if str(exc) else ""
+        raise WavFileError(f"{path}: not a readable WAV file{detail}") from None
+    if wav.getsampwidth() != 2:
+        bits = wav.getsampwidth() * 8
+        wav.close()
+        raise WavFileError(f"{path}: 16-bit PCM expected, got {bits}-bit")
+    return wav
+
+
+def probe_wav(path: Path) -> WavInfo:
+    """The header of a playable WAV; reads no audio, so checking a long file is cheap."""
+    with _open(path) as wav:
+        return WavInfo(wav.getframerate(), wav.getnchannels(), wav.getnframes())
+
+
+def read_wav(path: Path) -> tuple[bytes, int, int]:
+    """PCM s16le, sample rate and channel count of a WAV file."""
+    with _open(path) as wav:
+        try:
+            return wav.readframes(wav.getnframes()), wav.getframerate(), wav.getnchannels()
+        except (OSError, EOFError, wave.Error) as exc:
+            raise WavFileError(f"{path}: not a readable WAV file ({exc})") from None
