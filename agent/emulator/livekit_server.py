@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import random
+import secrets
 import shutil
 import socket
 import tempfile
@@ -28,7 +29,7 @@ INSTALL_HINT = (
     "livekit-server not found: run scripts/setup "
     f"(go install github.com/livekit/livekit-server/cmd/server@{PINNED_VERSION})"
 )
-DEV_KEY, DEV_SECRET = "devkey", "secret"
+API_KEY = "heygen-agent"
 REPO_TOOLS = Path(__file__).resolve().parents[2] / ".tools" / "bin" / "livekit-server"
 
 
@@ -81,6 +82,9 @@ class LiveKitServer:
         self._process: asyncio.subprocess.Process | None = None
         self._dir = tempfile.TemporaryDirectory(prefix="heygen-livekit-")
         self.log_path = Path(self._dir.name) / "livekit.log"
+        # Fresh per server and long enough for HS256: "--dev"'s well-known devkey/secret
+        # would let anyone on the machine mint tokens for its rooms.
+        self.api_secret = secrets.token_urlsafe(32)
 
     @property
     def url(self) -> str:
@@ -88,7 +92,7 @@ class LiveKitServer:
 
     @property
     def settings(self) -> LiveKitSettings:
-        return LiveKitSettings(url=self.url, api_key=DEV_KEY, api_secret=DEV_SECRET)
+        return LiveKitSettings(url=self.url, api_key=API_KEY, api_secret=self.api_secret)
 
     def _config(self) -> str:
         return "\n".join(
@@ -101,7 +105,7 @@ class LiveKitServer:
                 "  use_external_ip: false",
                 f"  node_ip: {self.host}",
                 "keys:",
-                f"  {DEV_KEY}: {DEV_SECRET}",
+                f"  {API_KEY}: {self.api_secret}",
                 "logging:",
                 "  level: info",
                 "",
