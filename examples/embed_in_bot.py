@@ -13,8 +13,8 @@ import asyncio
 import sys
 
 from pipecat.pipeline.pipeline import Pipeline
-from pipecat.pipeline.runner import PipelineRunner
 from pipecat.pipeline.worker import PipelineWorker
+from pipecat.workers.runner import WorkerRunner
 
 from agent.heygen.protocol.interactive import NewSessionRequest
 from agent.heygen.session import SessionOptions
@@ -47,8 +47,9 @@ async def main(wav: str, recording: str, seconds: float) -> None:
         RecorderOutput(recording),
     ])
     worker = PipelineWorker(pipeline, idle_timeout_secs=None)
-    runner = PipelineRunner()
-    running = asyncio.create_task(runner.run(worker))
+    runner = WorkerRunner()
+    await runner.add_workers(worker)
+    running = asyncio.create_task(runner.run())
     await asyncio.sleep(seconds)
     await worker.stop_when_done()
     await running

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 
 from pipecat.frames.frames import EndFrame, Frame
 from pipecat.pipeline.pipeline import Pipeline
-from pipecat.pipeline.runner import PipelineRunner
 from pipecat.pipeline.worker import PipelineWorker
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.workers.runner import WorkerRunner
 
 
 class Collector(FrameProcessor):
@@ -32,8 +32,9 @@ class Collector(FrameProcessor):
 async def run_for(processors: Sequence[FrameProcessor], seconds: float) -> None:
     """Run the pipeline for ``seconds``, then end it gracefully and wait for the end."""
     worker = PipelineWorker(Pipeline(list(processors)), idle_timeout_secs=None)
-    runner = PipelineRunner(handle_sigint=False)
-    running = asyncio.create_task(runner.run(worker))
+    runner = WorkerRunner(handle_sigint=False)
+    await runner.add_workers(worker)
+    running = asyncio.create_task(runner.run())
     try:
         await asyncio.wait_for(asyncio.shield(running), seconds)
     except TimeoutError:

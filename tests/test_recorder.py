@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from pipecat.frames.frames import EndFrame, Frame, OutputAudioRawFrame, OutputImageRawFrame
 from pipecat.pipeline.pipeline import Pipeline
-from pipecat.pipeline.runner import PipelineRunner
 from pipecat.pipeline.worker import PipelineWorker
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.workers.runner import WorkerRunner
 
 from agent.heygen.frames import I420
 from agent.media.recorder import RecorderOutput
@@ -56,7 +56,9 @@ class Feed(FrameProcessor):
 async def record(path: Path, feed: Feed, after: FrameProcessor) -> RecorderOutput:
     recorder = RecorderOutput(path)
     worker = PipelineWorker(Pipeline([feed, recorder, after]), idle_timeout_secs=None)
-    running = asyncio.create_task(PipelineRunner(handle_sigint=False).run(worker))
+    runner = WorkerRunner(handle_sigint=False)
+    await runner.add_workers(worker)
+    running = asyncio.create_task(runner.run())
     await asyncio.sleep(0.2)
     await feed.play()
     await worker.queue_frame(EndFrame())

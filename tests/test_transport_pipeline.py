@@ -17,8 +17,8 @@ from pipecat.frames.frames import (
     VADUserStoppedSpeakingFrame,
 )
 from pipecat.pipeline.pipeline import Pipeline
-from pipecat.pipeline.runner import PipelineRunner
 from pipecat.pipeline.worker import PipelineWorker
+from pipecat.workers.runner import WorkerRunner
 
 from agent.emulator.config import EmulatorConfig
 from agent.emulator.server import EmulatorServer
@@ -120,8 +120,9 @@ async def test_a_cancelled_pipeline_still_stops_the_session(
         Pipeline([WavFileInput(wav), transport.output(), transport.input(), Collector()]),
         idle_timeout_secs=None,
     )
-    runner = PipelineRunner(handle_sigint=False)
-    running = asyncio.create_task(runner.run(worker))
+    runner = WorkerRunner(handle_sigint=False)
+    await runner.add_workers(worker)
+    running = asyncio.create_task(runner.run())
     for _ in range(100):
         if server.emulator.registry.counts()["started"]:
             break

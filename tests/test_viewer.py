@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 from pipecat.frames.frames import EndFrame, OutputImageRawFrame, TranscriptionFrame
 from pipecat.pipeline.pipeline import Pipeline
-from pipecat.pipeline.runner import PipelineRunner
 from pipecat.pipeline.worker import PipelineWorker
+from pipecat.workers.runner import WorkerRunner
 
 from agent.heygen.frames import I420, HeyGenAvatarTranscriptFrame
 from agent.media.viewer import ViewerOutput, to_jpeg
@@ -45,7 +45,9 @@ def is_red(pixel: tuple[int, ...]) -> bool:
 async def viewer() -> AsyncIterator[tuple[ViewerOutput, PipelineWorker]]:
     viewer = ViewerOutput()
     worker = PipelineWorker(Pipeline([viewer, Collector()]), idle_timeout_secs=None)
-    running = asyncio.create_task(PipelineRunner(handle_sigint=False).run(worker))
+    runner = WorkerRunner(handle_sigint=False)
+    await runner.add_workers(worker)
+    running = asyncio.create_task(runner.run())
     async with asyncio.timeout(10):
         while viewer._runner is None:  # noqa: ASYNC110 - started by the pipeline, no event
             await asyncio.sleep(0.02)

@@ -107,7 +107,7 @@ async def _main(file: PipelineFile, specs: list[ProcessorSpec], args: argparse.N
 
 
 async def _run(agent: Agent, duration: float | None, status: bool) -> int:
-    from pipecat.pipeline.runner import PipelineRunner
+    from pipecat.workers.runner import WorkerRunner
 
     failures: list[str] = []
 
@@ -117,8 +117,9 @@ async def _run(agent: Agent, duration: float | None, status: bool) -> int:
 
     agent.transport.add_event_handler("on_session_ended", ended)
 
-    runner = PipelineRunner(handle_sigint=True, handle_sigterm=True)
-    tasks = [asyncio.create_task(runner.run(agent.worker))]
+    runner = WorkerRunner(handle_sigint=True, handle_sigterm=True)
+    await runner.add_workers(agent.worker)
+    tasks = [asyncio.create_task(runner.run())]
     if status and sys.stderr.isatty():
         tasks.append(asyncio.create_task(_status_line(agent, sys.stderr)))
     if duration is not None:
