@@ -59,3 +59,17 @@ async def test_emulate_help() -> None:
         sys.executable, "-m", "agent", "emulate", "--help", stdout=asyncio.subprocess.PIPE)
     out, _ = await process.communicate()
     assert process.returncode == 0 and b"--tls" in out and b"--fail-next" in out
+
+
+@pytest.mark.parametrize("port", [443, 8443])
+def test_tls_says_how_to_point_the_official_js_client(port: int) -> None:
+    from agent.commands.emulate import describe
+    from agent.emulator.config import EmulatorConfig
+    from agent.emulator.server import EmulatorServer
+
+    text = describe(EmulatorServer(EmulatorConfig(), port=port, tls=True), None)
+    if port == 443:
+        assert "(@heygen/streaming-avatar): basePath https://127.0.0.1\n" in text
+    else:
+        assert "use --port 443 for it" in text
+    assert "JS client" not in describe(EmulatorServer(EmulatorConfig(), port=port), None)

@@ -86,6 +86,13 @@ def describe(server: EmulatorServer, api_keys: list[str] | None) -> str:
     ]
     if server.cert_path is not None:
         lines.append(f"  TLS certificate (trust it in your client): {server.cert_path}")
+    if server.tls:
+        # The official client writes wss://<hostname>/v1/ws/... : the port is dropped.
+        lines.append(
+            f"  HeyGen's JS client (@heygen/streaming-avatar): basePath https://{server.host}"
+            if server.port == 443 else
+            "  HeyGen's JS client drops the port from its wss:// URL: use --port 443 for it"
+        )
     lines += [
         "Use it from a pipeline file:",
         "  heygen:",
