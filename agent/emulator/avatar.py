@@ -25,7 +25,8 @@ from agent.emulator.speech import resample, synthesize, word_timings
 from agent.emulator.video import MOUTH_STATES, FaceFrames
 from agent.heygen.protocol import room_events as rev
 
-#: 40 ms audio frames: half the wake-ups of 20 ms, measured 9-11% of a core in all (from 12-15%).
+#: 40 ms audio frames: half the wake-ups of 20 ms; measured 9-11% of a core in all, from 12-15%
+#: (one machine; 11-14% on another, see the README).
 AUDIO_FRAME_S = 0.04
 #: Loudness (RMS of s16) at which the mouth is drawn fully open.
 OPEN_MOUTH_RMS = 6000.0

@@ -34,6 +34,9 @@ async def main():
             tasks.append(asyncio.ensure_future(drain(rtc.VideoStream(track))))
     await room.connect(sys.argv[1], sys.argv[2])
     await asyncio.sleep(float(sys.argv[3]))
+    for task in tasks:
+        task.cancel()
+    await room.disconnect()  # before the loop closes, or LiveKit's callbacks hit a dead loop
 asyncio.run(main())
 """
 
