@@ -198,17 +198,6 @@ async def test_speaking_after_leaving_fails_at_once_instead_of_hanging() -> None
         await asyncio.wait_for(avatar.play(bytes(480), 24000, task_id="t"), 2)
 
 
-@pytest.mark.parametrize(
-    "payload,expected",
-    [(b'"push_to_talk:start"', True), (b'"push_to_talk:stop"', False),
-     (b'{"type": "x"}', None), (b"[1]", None), (b"\xff", None), (b'"other"', None)],
-)
-def test_push_to_talk_messages_and_anything_else(payload: bytes, expected: bool | None) -> None:
-    from agent.emulator.avatar import push_to_talk_state
-
-    assert push_to_talk_state(payload) is expected
-
-
 def test_text_starting_with_a_dash_is_spoken_not_taken_as_an_option() -> None:
     from agent.emulator.speech import tone
     from tests.speech import require

@@ -3,9 +3,10 @@
 The emulator exists so that software written for HeyGen runs against it with only the base
 URL changed. The strongest evidence is HeyGen's own client (``@heygen/streaming-avatar``,
 pinned in ``tests/official_client/package.json``) doing what a web app does: a token, a
-session, a repeat over REST, an async talk as a protobuf text frame on the voice-chat
-socket, voice chat from a microphone (Chromium's fake device playing espeak-ng speech), and
-stop. The client builds its WebSocket URL as ``wss://<host>/v1/ws/...`` with no port, so the
+session, a repeat over REST, an async talk, voice chat from a microphone (Chromium's fake
+device playing espeak-ng speech), and stop; with either voice-chat transport (the WebSocket:
+protobuf frames; LiveKit: a microphone track and data messages) and, on LiveKit, with
+push-to-talk. The client builds its WebSocket URL as ``wss://<host>/v1/ws/...`` with no port, so the
 emulator serves TLS on 443, which needs root (as CI has).
 """
 
@@ -133,18 +134,22 @@ async def run_page(chromium: str, page_url: str, microphone: Path, profile: Path
     return report, console
 
 
-def names(report: dict[str, Any]) -> list[str]:
-    return [event["name"] for event in report["events"]]
-
-
 def between(report: dict[str, Any], first: str, last: str) -> list[str]:
     """Event names from step ``first`` to step ``last``."""
-    times = {step["name"]: step["t"] for step in report["steps"]}
-    return [e["name"] for e in report["events"] if times[first] <= e["t"] <= times[last]]
+    order = {step["name"]: step["i"] for step in report["steps"]}
+    return [e["name"] for e in report["events"] if order[first] < e["i"] < order[last]]
 
 
+MODES = {
+    "websocket": "transport=websocket",
+    "livekit": "transport=livekit",
+    "livekit-push-to-talk": "transport=livekit&push_to_talk=1",
+}
+
+
+@pytest.mark.parametrize("mode", MODES)
 async def test_official_client_runs_unchanged_against_the_emulator(
-    emulator_on_443: EmulatorServer, tmp_path: Path
+    mode: str, emulator_on_443: EmulatorServer, tmp_path: Path
 ) -> None:
     chromium = require("chromium", "apt-get install chromium")
     if not CLIENT.exists():
@@ -156,7 +161,8 @@ async def test_official_client_runs_unchanged_against_the_emulator(
 
     async with PageServer() as pages:
         report, console = await run_page(
-            chromium, f"{pages.url}?base={base}&key={KEY}", microphone, tmp_path / "profile", pages)
+            chromium, f"{pages.url}?base={base}&key={KEY}&{MODES[mode]}", microphone,
+            tmp_path / "profile", pages)
 
     context = f"report: {json.dumps(report, indent=1)}\nchromium: {console}"
     assert report["errors"] == [], context
@@ -189,8 +195,21 @@ async def test_official_client_runs_unchanged_against_the_emulator(
     session = emulator_on_443.emulator.describe()["per_session"][report["session_id"]]
     assert session["state"] == "stopped", session
     audio = session["audio"]
-    assert audio["text_frames"] == 1, audio  # the async talk
     assert audio["bad_frames"] == 0, audio
-    # The client's ScriptProcessor hands over 512 samples at a time, at 16 kHz.
-    assert audio["sample_rates"] == [16000] and list(audio["frame_samples"]) == ["512"], audio
-    assert audio["seconds"] >= 2.0 and audio["user_starts"] >= 1, audio
+    if mode == "websocket":
+        assert audio["text_frames"] == 1 and audio["room_texts"] == 0, audio  # the async talk
+        # The client's ScriptProcessor hands over 512 samples at a time, at 16 kHz.
+        assert audio["sample_rates"] == [16000] and list(audio["frame_samples"]) == ["512"]
+        assert audio["seconds"] >= 2.0 and audio["room_seconds"] == 0, audio
+    else:
+        assert audio["room_texts"] == 1 and audio["text_frames"] == 0, audio  # the async talk
+        assert audio["frames"] == 0 and audio["room_seconds"] >= 2.0, audio
+    if mode == "livekit-push-to-talk":
+        assert session["push_to_talk_events"] == ["start", "stop"], session
+        # The turn is the button's: about the 3 s the page held it, of room audio.
+        heard = [e["detail"]["message"] for e in report["events"]
+                 if e["name"] == "user_talking_message"]
+        seconds = float(heard[0].strip("(").split()[0])
+        assert 2.5 <= seconds <= 4.5, heard
+    else:
+        assert session["push_to_talk_events"] == [] and audio["user_starts"] >= 1, audio

@@ -59,3 +59,19 @@ def test_malformed_events_raise(payload: bytes) -> None:
 def test_push_to_talk_messages_are_json_strings() -> None:
     assert json.loads(re_.PUSH_TO_TALK_START) == "push_to_talk:start"
     assert re_.PUSH_TO_TALK_STOP == '"push_to_talk:stop"'
+
+
+@pytest.mark.parametrize(
+    "payload,expected",
+    [(b'"push_to_talk:start"', re_.PushToTalk(True)),
+     (b'"push_to_talk:stop"', re_.PushToTalk(False)),
+     (re_.encode_talk("What is new?"), re_.TalkText("What is new?")),
+     (b'"  "', None), (b'{"type": "x"}', None), (b"[1]", None), (b"\xff", None)],
+)
+def test_client_data_messages(payload: bytes, expected: re_.ClientMessage | None) -> None:
+    """What a client may write on the data channel, and anything else, which is ignored."""
+    assert re_.parse_client_message(payload) == expected
+
+
+def test_talk_text_is_a_json_string_as_the_official_client_sends_it() -> None:
+    assert re_.encode_talk('Say "hi"') == b'"Say \\"hi\\""'

@@ -121,7 +121,7 @@ class Emulator:
     async def start_runtime(self, session: Session) -> SessionRuntime:
         avatar = self._avatar_factory(session, self)
         await avatar.join()
-        runtime = SessionRuntime(session, avatar)
+        runtime = SessionRuntime(session, avatar, touch=lambda: self.registry.touch(session))
         self.runtimes[session.session_id] = runtime
         return runtime
 

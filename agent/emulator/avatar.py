@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from loguru import logger
 from agent.emulator.speech import resample, synthesize, word_timings
 from agent.emulator.video import MOUTH_STATES, FaceFrames
 from agent.heygen.protocol import room_events as rev
+from agent.heygen.protocol import voice_chat as vc
 
 #: 40 ms audio frames: half the wake-ups of 20 ms; measured 9-11% of a core in all, from 12-15%
 #: (one machine; 11-14% on another, see the README).
@@ -69,18 +69,34 @@ class AvatarParticipant:
         self._left = False
         #: Called with True/False when the user's client sends push_to_talk:start/stop.
         self.on_push_to_talk: Callable[[bool], Coroutine[Any, Any, None]] | None = None
+        #: Called with text the client sends on the data channel for the avatar to answer.
+        self.on_talk_text: Callable[[str], Coroutine[Any, Any, None]] | None = None
+        #: Called with each frame of a microphone a client publishes to the room (the
+        #: LiveKit voice transport), as mono s16le at the voice-chat rate (16 kHz).
+        self.on_user_audio: Callable[[bytes], Coroutine[Any, Any, None]] | None = None
 
     @property
     def speaking(self) -> bool:
         return self._playback is not None
 
     async def join(self) -> None:
+        loop = asyncio.get_running_loop()
+
         @self.room.on("data_received")
         def _data(packet: rtc.DataPacket) -> None:
-            talking = push_to_talk_state(packet.data)
-            if talking is not None and self.on_push_to_talk is not None:
-                task = asyncio.get_running_loop().create_task(self.on_push_to_talk(talking))
-                self._tasks.append(task)
+            message = rev.parse_client_message(packet.data)
+            call: Coroutine[Any, Any, None] | None = None
+            if isinstance(message, rev.PushToTalk) and self.on_push_to_talk is not None:
+                call = self.on_push_to_talk(message.talking)
+            elif isinstance(message, rev.TalkText) and self.on_talk_text is not None:
+                call = self.on_talk_text(message.text)
+            if call is not None:
+                self._tasks.append(loop.create_task(call))
+
+        @self.room.on("track_subscribed")
+        def _track(track: rtc.Track, _pub: object, _who: rtc.RemoteParticipant) -> None:
+            if track.kind == rtc.TrackKind.KIND_AUDIO:
+                self._tasks.append(loop.create_task(self._hear(track), name="avatar-hears"))
 
         await self.room.connect(self.livekit_url, self._token)
         self.joined = True
@@ -99,8 +115,7 @@ class AvatarParticipant:
             rtc.LocalAudioTrack.create_audio_track("avatar-audio", audio),
             rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE),
         )
-        loop = asyncio.get_running_loop()
-        self._tasks = [
+        self._tasks += [
             loop.create_task(self._publish_video(video), name="avatar-video"),
             loop.create_task(self._publish_audio(audio), name="avatar-audio"),
         ]
@@ -201,6 +216,15 @@ class AvatarParticipant:
             deadline += AUDIO_FRAME_S  # absolute deadlines: no drift
             await asyncio.sleep(max(0.0, deadline - loop.time()))
 
+    async def _hear(self, track: rtc.Track) -> None:
+        stream = rtc.AudioStream(track, sample_rate=vc.SAMPLE_RATE, num_channels=1)
+        try:
+            async for event in stream:
+                if self.on_user_audio is not None:
+                    await self.on_user_audio(bytes(event.frame.data))
+        finally:
+            await stream.aclose()
+
     async def _publish_video(self, source: rtc.VideoSource) -> None:
         loop = asyncio.get_running_loop()
         period = 1 / self.fps
@@ -220,19 +244,6 @@ class AvatarParticipant:
                 logger.warning("emulated avatar video fell behind; frames skipped")
                 deadline = loop.time()
             await asyncio.sleep(max(0.0, delay))
-
-
-_PUSH_TO_TALK = {"push_to_talk:start": True, "push_to_talk:stop": False}
-
-
-def push_to_talk_state(payload: bytes) -> bool | None:
-    """True/False for the client's push_to_talk:start/stop (a JSON string); None for any
-    other data message, whatever its shape: a data channel carries anything."""
-    try:
-        message = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return _PUSH_TO_TALK.get(message) if isinstance(message, str) else None
 
 
 def _mouth_for(chunk: bytes) -> int:

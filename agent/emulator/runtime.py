@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -32,6 +32,14 @@ class Avatar(Protocol):
     async def interrupt(self) -> None: ...
     async def send_event(self, event: RoomEvent) -> None: ...
     async def leave(self) -> None: ...
+
+
+class RoomListener(Protocol):
+    """What a voice-chat socket hears through the room rather than on itself (the
+    LiveKit voice transport): push-to-talk commands and the user's microphone."""
+
+    async def on_push_to_talk(self, talking: bool) -> None: ...
+    async def on_user_audio(self, pcm: bytes) -> None: ...
 
 
 class TimedAvatar:
@@ -99,12 +107,18 @@ class SessionRuntime:
     _queue: asyncio.Queue[_Utterance] = field(default_factory=asyncio.Queue)
     _worker: asyncio.Task[None] | None = None
     _closed: bool = False
-    #: The voice-chat sockets of push-to-talk sessions listen here.
-    push_to_talk_handlers: list[Callable[[bool], Awaitable[None]]] = field(default_factory=list)
+    #: Marks the session active (its idle timer restarts).
+    touch: Callable[[], None] = lambda: None
+    #: The session's voice-chat sockets, for what the avatar hears in the room.
+    listeners: list[RoomListener] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if hasattr(self.avatar, "on_push_to_talk"):
-            self.avatar.on_push_to_talk = self.push_to_talk
+        # Only an avatar in a LiveKit room hears anything there.
+        for hook, handler in [("on_push_to_talk", self.push_to_talk),
+                              ("on_talk_text", self.talk_text),
+                              ("on_user_audio", self.user_audio)]:
+            if hasattr(self.avatar, hook):
+                setattr(self.avatar, hook, handler)
         self._worker = asyncio.get_running_loop().create_task(
             self._speak_queued(), name=f"emulator-speech-{self.session.session_id[:8]}"
         )
@@ -138,9 +152,21 @@ class SessionRuntime:
         await self.avatar.interrupt()
 
     async def push_to_talk(self, talking: bool) -> None:
+        self.touch()
         self.session.push_to_talk_events.append("start" if talking else "stop")
-        for handler in list(self.push_to_talk_handlers):
-            await handler(talking)
+        for listener in list(self.listeners):
+            await listener.on_push_to_talk(talking)
+
+    async def talk_text(self, text: str) -> None:
+        """An async talk sent on the data channel: answered like a text frame."""
+        self.touch()
+        self.session.audio.room_texts += 1
+        self.say(answer_text(text))
+
+    async def user_audio(self, pcm: bytes) -> None:
+        self.touch()
+        for listener in list(self.listeners):
+            await listener.on_user_audio(pcm)
 
     async def send_event(self, event: RoomEvent) -> None:
         try:

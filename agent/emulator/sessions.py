@@ -65,6 +65,10 @@ class AudioStats:
     sample_rates: set[int] = field(default_factory=set)
     frame_samples: dict[int, int] = field(default_factory=dict)
     text_frames: int = 0
+    #: Over the LiveKit voice transport: microphone seconds heard in the room, and texts
+    #: sent on its data channel.
+    room_seconds: float = 0.0
+    room_texts: int = 0
     bad_frames: int = 0
     user_starts: int = 0
     user_stops: int = 0
@@ -79,6 +83,8 @@ class AudioStats:
             "sample_rates": sorted(self.sample_rates),
             "frame_samples": {str(k): v for k, v in sorted(self.frame_samples.items())},
             "text_frames": self.text_frames,
+            "room_seconds": round(self.room_seconds, 4),
+            "room_texts": self.room_texts,
             "bad_frames": self.bad_frames,
             "user_starts": self.user_starts,
             "user_stops": self.user_stops,

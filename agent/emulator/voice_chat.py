@@ -81,14 +81,15 @@ class _Chat:
         self.detector: SpeechDetector | None = None
         self.messages = 0
         self.last_voice = time.monotonic()
-        self._turn_started_at: float | None = None  # audio seconds at push_to_talk:start
+        #: Seconds of the user's audio heard so far, on this socket or in the room.
+        self.heard_s = 0.0
+        self._turn_started_at: float | None = None  # heard_s at push_to_talk:start
 
     async def run(self) -> None:
         helpers = [asyncio.create_task(self._drop_after_deadline())]
         if self.silence_response:
             helpers.append(asyncio.create_task(self._prompt_on_silence()))
-        if self.push_to_talk:
-            self.runtime.push_to_talk_handlers.append(self._on_push_to_talk)
+        self.runtime.listeners.append(self)
         try:
             async for message in self.ws:
                 self.messages += 1
@@ -102,7 +103,7 @@ class _Chat:
                     logger.debug("emulator voice chat: ignoring a text message")
         finally:
             with contextlib.suppress(ValueError):
-                self.runtime.push_to_talk_handlers.remove(self._on_push_to_talk)
+                self.runtime.listeners.remove(self)
             for helper in helpers:
                 helper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -138,17 +139,34 @@ class _Chat:
             stats.frames += 1
             stats.samples += frame.num_samples
             stats.seconds += frame.duration_s
+            self.heard_s += frame.duration_s
             stats.sample_rates.add(frame.sample_rate)
             stats.frame_samples[frame.num_samples] = (
                 stats.frame_samples.get(frame.num_samples, 0) + 1
             )
-            if not self.push_to_talk and frame.num_channels == 1 and frame.sample_rate:
-                for change in self._detect(frame):
-                    await self._on_speech(change)
+            if frame.num_channels == 1 and frame.sample_rate:
+                await self._hear(frame.audio, frame.sample_rate)
 
-    async def _on_push_to_talk(self, talking: bool) -> None:
+    async def on_user_audio(self, pcm: bytes) -> None:
+        """The user's microphone as a track in the room (the LiveKit voice transport)."""
+        seconds = len(pcm) / 2 / vc.SAMPLE_RATE
+        self.session.audio.room_seconds += seconds
+        self.heard_s += seconds
+        await self._hear(pcm, vc.SAMPLE_RATE)
+
+    async def _hear(self, pcm: bytes, sample_rate: int) -> None:
+        if self.push_to_talk:
+            return  # the button, not a detector, says when a turn starts and ends
+        if self.detector is None or self.detector.sample_rate != sample_rate:
+            self.detector = SpeechDetector(sample_rate)
+        for change in self.detector.feed(pcm):
+            await self._on_speech(change)
+
+    async def on_push_to_talk(self, talking: bool) -> None:
         """In push-to-talk sessions the user's turn is the button's, not a detector's."""
-        now = self.session.audio.seconds
+        if not self.push_to_talk:
+            return
+        now = self.heard_s
         if talking:
             self._turn_started_at = now
             await self._on_speech(SpeechChange(SpeechEdge.STARTED, now))
@@ -156,11 +174,6 @@ class _Chat:
             turn = now - self._turn_started_at
             self._turn_started_at = None
             await self._on_speech(SpeechChange(SpeechEdge.STOPPED, now, speech_s=turn))
-
-    def _detect(self, frame: vc.AudioChunk) -> list[SpeechChange]:
-        if self.detector is None or self.detector.sample_rate != frame.sample_rate:
-            self.detector = SpeechDetector(frame.sample_rate)
-        return self.detector.feed(frame.audio)
 
     async def _on_speech(self, change: SpeechChange) -> None:
         stats = self.session.audio

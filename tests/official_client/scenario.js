@@ -2,23 +2,31 @@
 // client emits written down. The finished report is POSTed to /report on this page's own
 // server, where the Python test reads it. Query parameters: base (the emulator's base URL,
 // HTTPS on the default port, because the client builds its WebSocket URL without the
-// port) and key (an API key the emulator accepts).
+// port), key (an API key the emulator accepts), transport (websocket, the default, or
+// livekit: the voice-chat transport) and push_to_talk (1 for a push-to-talk session, which
+// this client allows with the LiveKit transport only).
 import StreamingAvatar, {
   AvatarQuality,
   StreamingEvents,
   TaskMode,
   TaskType,
+  VoiceChatTransport,
 } from "@heygen/streaming-avatar";
 
 const params = new URLSearchParams(location.search);
 const base = params.get("base");
 const key = params.get("key");
+const transport = params.get("transport") === "livekit" ? VoiceChatTransport.LIVEKIT : VoiceChatTransport.WEBSOCKET;
+const pushToTalk = params.get("push_to_talk") === "1";
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const t0 = performance.now();
 const report = { steps: [], events: [], errors: [], video: null, session_id: null };
 const since = () => Math.round(performance.now() - t0);
+// One sequence for steps and events: milliseconds alone cannot order two in the same one.
+let seq = 0;
 
 function step(name) {
-  report.steps.push({ name, t: since() });
+  report.steps.push({ name, t: since(), i: seq++ });
   document.getElementById("log").textContent += `${since()} ms ${name}\n`;
 }
 
@@ -72,7 +80,7 @@ async function main() {
 
   const avatar = new StreamingAvatar({ token, basePath: base });
   for (const name of Object.values(StreamingEvents)) {
-    avatar.on(name, (event) => report.events.push({ name, t: since(), detail: summary(event.detail) }));
+    avatar.on(name, (event) => report.events.push({ name, t: since(), i: seq++, detail: summary(event.detail) }));
   }
   avatar.on(StreamingEvents.STREAM_READY, (event) => watch(event.detail));
 
@@ -94,6 +102,8 @@ async function converse(avatar) {
     avatarName: "Emulated_Wayne",
     quality: AvatarQuality.Low,
     language: "en",
+    voiceChatTransport: transport,
+    enablePushToTalk: pushToTalk,
   });
   report.session_id = session.session_id;
   await ready;
@@ -103,17 +113,26 @@ async function converse(avatar) {
   await avatar.speak({ text: "Hello from the official client.", taskType: TaskType.REPEAT, taskMode: TaskMode.SYNC });
   await stopped;
 
-  // An async talk goes over the voice-chat WebSocket as a protobuf text frame.
+  // An async talk goes over the voice-chat WebSocket as a protobuf text frame, or with the
+  // LiveKit transport as a data message.
   step("speak talk async");
   stopped = next(avatar, StreamingEvents.AVATAR_STOP_TALKING, 30000);
   await avatar.speak({ text: "What can you do?", taskType: TaskType.TALK });
   await stopped;
 
-  // The microphone is Chromium's fake device playing an espeak-ng recording.
+  // The microphone is Chromium's fake device playing an espeak-ng recording: on the
+  // WebSocket as protobuf frames, or published to the room as a LiveKit track.
   step("startVoiceChat");
   const heard = next(avatar, StreamingEvents.USER_STOP, 30000);
   const replied = next(avatar, StreamingEvents.AVATAR_STOP_TALKING, 45000);
   await avatar.startVoiceChat();
+  if (pushToTalk) {
+    step("pushToTalkStart");
+    await avatar.pushToTalkStart();
+    await sleep(3000);
+    step("pushToTalkStop");
+    await avatar.pushToTalkStop();
+  }
   await heard;
   await replied;
 

@@ -17,6 +17,45 @@ from agent.heygen.protocol.errors import ProtocolError
 #: Push-to-talk over the LiveKit voice transport: a JSON-encoded string, not an object.
 PUSH_TO_TALK_START = json.dumps("push_to_talk:start")
 PUSH_TO_TALK_STOP = json.dumps("push_to_talk:stop")
+_PUSH_TO_TALK = {"push_to_talk:start": True, "push_to_talk:stop": False}
+
+
+# ------------------------------------------------------------ client → HeyGen
+# With the LiveKit voice transport the client writes to the data channel too, as the
+# official client does: a JSON-encoded string, either a push-to-talk command or text for
+# the avatar to answer (an async ``talk``).
+
+
+@dataclass(frozen=True, slots=True)
+class PushToTalk:
+    talking: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TalkText:
+    text: str
+
+
+ClientMessage = PushToTalk | TalkText
+
+
+def encode_talk(text: str) -> bytes:
+    """An async ``talk`` as the official client sends it on the data channel."""
+    return json.dumps(text).encode()
+
+
+def parse_client_message(payload: bytes) -> ClientMessage | None:
+    """What a client's data message asks of the avatar; ``None`` for anything else (a data
+    channel carries whatever participants send)."""
+    try:
+        message = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(message, str):
+        return None
+    if message in _PUSH_TO_TALK:
+        return PushToTalk(_PUSH_TO_TALK[message])
+    return TalkText(message) if message.strip() else None
 
 
 @dataclass(frozen=True, slots=True)
