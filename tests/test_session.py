@@ -113,6 +113,14 @@ def test_voice_chat_requires_a_session_token() -> None:
         SessionOptions(use_session_token=False)
 
 
+def test_the_livekit_voice_transport_requires_livekit() -> None:
+    request = ia.NewSessionRequest(ia_is_livekit_transport=True)
+    with pytest.raises(ValueError, match="needs livekit=True"):
+        SessionOptions(request=request, livekit=False)
+    assert SessionOptions(request=request).voice_over_livekit
+    assert not SessionOptions().voice_over_livekit
+
+
 @pytest.mark.parametrize(
     "failing_path,created",
     [

@@ -12,14 +12,18 @@ import pytest
 from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
     BotStoppedSpeakingFrame,
+    Frame,
+    InputAudioRawFrame,
     InterimTranscriptionFrame,
     OutputAudioRawFrame,
     OutputImageRawFrame,
+    TextFrame,
     TranscriptionFrame,
     TTSTextFrame,
     UserStartedSpeakingFrame,
     UserStoppedSpeakingFrame,
 )
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from agent.emulator.config import EmulatorConfig
 from agent.emulator.livekit_server import LiveKitServer
@@ -28,6 +32,7 @@ from agent.emulator.video import read_stamp
 from agent.heygen import api
 from agent.heygen.chunker import RESAMPLER_HOLDBACK_S
 from agent.heygen.frames import I420, HeyGenAvatarTranscriptFrame
+from agent.heygen.protocol import interactive as ia
 from agent.heygen.protocol import voice_chat as vc
 from agent.heygen.session import SessionOptions
 from agent.heygen.transport import HeyGenParams, HeyGenTransport
@@ -229,8 +234,10 @@ async def test_slow_pushing_drops_oldest_video_and_says_so(
     assert gaps.min() >= 1 and gaps.mean() > 3, "what got through was the newest, not a backlog"
 
 
-async def test_push_to_talk(emulator: EmulatorServer) -> None:
-    """The user's turn is what they held the button for, sent as LiveKit data messages."""
+@pytest.mark.parametrize("livekit_voice", [False, True], ids=["websocket", "livekit"])
+async def test_push_to_talk(emulator: EmulatorServer, livekit_voice: bool) -> None:
+    """The user's turn is what they held the button for, sent as LiveKit data messages;
+    the audio goes on the socket or, with the LiveKit voice transport, as a room track."""
     import asyncio
 
     from agent.heygen.session import HeyGenSession, SessionListener
@@ -242,18 +249,22 @@ async def test_push_to_talk(emulator: EmulatorServer) -> None:
         async def on_chat_event(self, event: vc.VoiceChatEvent) -> None:
             self.chat.append(event.type)
 
+    async def speak(pcm: bytes) -> None:
+        """As a microphone delivers it: 20 ms at a time, in real time."""
+        for i in range(0, len(pcm), 640):
+            await session.send_audio(pcm[i : i + 640], 16000)
+            await asyncio.sleep(0.02)
+
     listener = Events()
+    request = ia.NewSessionRequest(ia_is_livekit_transport=livekit_voice)
     async with api.HeyGenClient("ptt-key-123456", base_url=emulator.base_url) as client:
-        options = SessionOptions(push_to_talk=True, keep_alive_interval_s=None)
+        options = SessionOptions(request=request, push_to_talk=True, keep_alive_interval_s=None)
         async with HeyGenSession(client, options, listener) as session:
             talk = np.sin(np.arange(16000) / 16000 * 2 * np.pi * 200) * 8000
-            quiet = bytes(640)
-            for _ in range(25):  # 0.5 s of quiet before the button: not part of the turn
-                await session.send_audio(quiet, 16000)
+            await speak(bytes(16000))  # 0.5 s of quiet before the button: not in the turn
             await session.push_to_talk(True)
-            await asyncio.sleep(0.2)
-            await session.send_audio(talk.astype("<i2").tobytes(), 16000)  # 1 s
-            await asyncio.sleep(0.2)
+            await speak(talk.astype("<i2").tobytes())  # 1 s
+            await asyncio.sleep(0.1)
             await session.push_to_talk(False)
             async with asyncio.timeout(5):
                 while "user_stop" not in listener.chat:  # noqa: ASYNC110 - listener state
@@ -261,7 +272,67 @@ async def test_push_to_talk(emulator: EmulatorServer) -> None:
             emulated = emulator.emulator.registry.get(session.session_id or "")
             assert emulated.push_to_talk_events == ["start", "stop"]
             assert listener.chat == ["user_start", "user_stop"]
-            assert emulated.tasks[0]["text"] == "I heard 1.0 seconds of speech."
+            said = emulated.tasks[0]["text"]
+            heard_s = float(said.split()[2])
+            # On the socket the turn is exactly the audio sent while held; a track plays
+            # out in real time, so the room heard it give or take the button's timing.
+            if livekit_voice:
+                assert emulated.audio.frames == 0 and emulated.audio.room_seconds > 1.4
+                assert 0.8 <= heard_s <= 1.5, said
+            else:
+                assert emulated.audio.room_seconds == 0
+                assert said == "I heard 1.0 seconds of speech."
     plain = HeyGenSession(client, SessionOptions())
     with pytest.raises(RuntimeError, match="push-to-talk"):
         await plain.push_to_talk(True)
+
+
+class AskOnce(FrameProcessor):
+    """Sends one plain TextFrame (text for HeyGen's brain) with the first audio frame."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text, self.sent = text, False
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        await self.push_frame(frame, direction)
+        if not self.sent and isinstance(frame, InputAudioRawFrame):
+            self.sent = True
+            await self.push_frame(TextFrame(text=self.text))
+
+
+async def test_livekit_voice_transport_end_to_end(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    """``ia_is_livekit_transport``: the microphone is a track in the room and text goes as
+    a data message, as HeyGen's official client does it; the socket only brings events."""
+    wav = tmp_path / "question.wav"
+    speech_s = speech_wav(wav, "Hello avatar. What is the weather like today?")
+    source = WavFileInput(wav, lead_in_s=1.0)
+    client = api.HeyGenClient("lk-voice-key-123456", base_url=emulator.base_url)
+    options = SessionOptions(request=ia.NewSessionRequest(ia_is_livekit_transport=True),
+                             keep_alive_interval_s=None)
+    transport = HeyGenTransport(client=client, session_options=options)
+    collector = Collector()
+    await run_for([source, silero_vad(), AskOnce("What can you do?"), transport.output(),
+                   transport.input(), collector], 1.0 + speech_s + 8.0)
+    await client.aclose()
+
+    session = next(iter(emulator.emulator.registry))
+    audio = session.audio
+    assert audio.frames == 0 and audio.text_frames == 0, "nothing on the socket but events"
+    assert audio.room_texts == 1
+    # The room heard the microphone: all of the speech, none of it twice.
+    assert speech_s <= audio.room_seconds <= source.seconds_sent + 0.1
+    assert transport.output().audio_messages_sent * vc.CHUNK_SECONDS == pytest.approx(
+        source.seconds_sent, abs=vc.CHUNK_SECONDS + RESAMPLER_HOLDBACK_S)
+    assert (audio.user_starts, audio.user_stops) == (1, 1)
+    said = [t["text"] for t in session.tasks]
+    assert said[0] == "You said: What can you do?"
+    heard_s = float(said[1].split()[2])
+    assert heard_s == pytest.approx(speech_s, abs=0.5), said
+    kinds = [type(f) for _, f in collector.frames]
+    assert kinds.count(UserStartedSpeakingFrame) == kinds.count(UserStoppedSpeakingFrame) == 1
+    assert kinds.count(BotStoppedSpeakingFrame) == 2
+    assert session.state.value == "stopped"

@@ -159,6 +159,7 @@ class SessionRuntime:
 
     async def talk_text(self, text: str) -> None:
         """An async talk sent on the data channel: answered like a text frame."""
+        logger.debug(f"emulator: talk text on the data channel: {text!r}")
         self.touch()
         self.session.audio.room_texts += 1
         self.say(answer_text(text))

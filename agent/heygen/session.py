@@ -38,6 +38,9 @@ T = TypeVar("T")
 DEFAULT_KEEP_ALIVE_S = 60.0
 #: Reconnect a dropped voice-chat socket this many times before giving the session up.
 VOICE_CHAT_RECONNECTS = 3
+#: With the LiveKit voice transport: user audio (512-sample chunks, about 1 s) waiting for
+#: the track; beyond it the oldest goes, rather than the user's words arriving ever later.
+MICROPHONE_QUEUE_CHUNKS = 32
 
 
 class SessionState(StrEnum):
@@ -67,6 +70,18 @@ class SessionOptions:
         # the account key must not.
         if self.voice_chat and not self.use_session_token:
             raise ValueError("voice chat needs use_session_token=True")
+        if self.voice_over_livekit and not self.livekit:
+            raise ValueError("ia_is_livekit_transport needs livekit=True")
+        if self.push_to_talk and not self.voice_over_livekit:
+            # Our emulator accepts it; HeyGen's official client refuses it.
+            logger.warning("push-to-talk: HeyGen's official client allows it only with the "
+                           "LiveKit voice transport (ia_is_livekit_transport: true)")
+
+    @property
+    def voice_over_livekit(self) -> bool:
+        """The LiveKit voice transport: the microphone is a track in the room and async
+        talks are data messages; the voice-chat socket then only brings events."""
+        return bool(self.request.ia_is_livekit_transport)
 
 
 class SessionListener:
@@ -102,6 +117,9 @@ class HeyGenSession:
         self.room: rtc.Room | None = None
         self._token: str | None = None
         self._ws: ClientConnection | None = None
+        # The LiveKit voice transport's microphone: chunks wait here for the task that
+        # feeds the track, so a caller never waits on LiveKit's real-time pacing.
+        self._microphone: asyncio.Queue[bytes] | None = None
         self._chunker = AudioChunker()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._send_lock = asyncio.Lock()
@@ -151,6 +169,8 @@ class HeyGenSession:
             connects.append(self._connect_voice_chat())
         async with asyncio.timeout(opts.connect_timeout_s):
             await _all_or_nothing(connects)
+            if opts.voice_over_livekit:
+                await self._publish_microphone()
         if opts.voice_chat:
             self._spawn(self._read_voice_chat(), "heygen-voice-chat")
         if opts.keep_alive_interval_s:
@@ -216,9 +236,14 @@ class HeyGenSession:
         client does; everything else is ``streaming.task``. Returns the task id when
         HeyGen gives one."""
         session_id = self._require_running()
-        if task_type == ia.TaskType.TALK and task_mode == ia.TaskMode.ASYNC and self._ws:
-            await self.send_raw(vc.encode_text(text))
-            return None
+        if task_type == ia.TaskType.TALK and task_mode == ia.TaskMode.ASYNC:
+            if self.options.voice_over_livekit and self.room is not None:
+                await self.room.local_participant.publish_data(rev.encode_talk(text),
+                                                               reliable=True)
+                return None
+            if self._ws:
+                await self.send_raw(vc.encode_text(text))
+                return None
         answer = await self._client.speak(session_id, text, task_type=task_type,
                                           task_mode=task_mode)
         return answer.task_id
@@ -257,11 +282,23 @@ class HeyGenSession:
         await self.room.local_participant.publish_data(message.encode(), reliable=True)
 
     async def send_audio(self, pcm: bytes, sample_rate: int, num_channels: int = 1) -> int:
-        """Send user audio at any rate; returns how many 512-sample messages went out."""
+        """Send user audio at any rate, as 16 kHz mono in 512-sample pieces: protobuf
+        messages on the voice-chat socket, or frames of the room's microphone track with
+        the LiveKit voice transport. Returns how many pieces went out."""
+        if self.state is not SessionState.RUNNING:
+            return 0
         chunks = self._chunker.push(pcm, sample_rate, num_channels)
+        microphone = self._microphone
+        sent = 0
         for chunk in chunks:
-            await self.send_raw(vc.encode_audio(chunk))
-        return len(chunks)
+            if microphone is not None:
+                if microphone.full():  # the track fell behind: the oldest audio goes
+                    microphone.get_nowait()
+                microphone.put_nowait(chunk)
+                sent += 1
+            elif await self.send_raw(vc.encode_audio(chunk)):
+                sent += 1
+        return sent
 
     async def send_raw(self, message: bytes) -> bool:
         """One binary message on the voice-chat socket; ``False`` if it is not open."""
@@ -313,6 +350,26 @@ class HeyGenSession:
 
         await room.connect(self.info.url, self.info.access_token.get_secret_value())
         logger.debug(f"HeyGen session {self.session_id}: LiveKit room joined")
+
+    async def _publish_microphone(self) -> None:
+        assert self.room is not None
+        source = rtc.AudioSource(vc.SAMPLE_RATE, vc.NUM_CHANNELS, queue_size_ms=200)
+        await self.room.local_participant.publish_track(
+            rtc.LocalAudioTrack.create_audio_track("microphone", source),
+            rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE),
+        )
+        self._microphone = asyncio.Queue(maxsize=MICROPHONE_QUEUE_CHUNKS)
+        self._spawn(self._feed_microphone(source, self._microphone), "heygen-microphone")
+        logger.debug(f"HeyGen session {self.session_id}: microphone published to the room")
+
+    async def _feed_microphone(self, source: rtc.AudioSource, chunks: asyncio.Queue[bytes]) -> None:
+        try:
+            while True:
+                chunk = await chunks.get()
+                await source.capture_frame(
+                    rtc.AudioFrame(chunk, vc.SAMPLE_RATE, vc.NUM_CHANNELS, vc.CHUNK_SAMPLES))
+        finally:
+            await source.aclose()
 
     async def _deliver_room_events(self, events: asyncio.Queue[rev.RoomEvent]) -> None:
         while True:

@@ -1,7 +1,8 @@
 """HeyGenTransport: a HeyGen avatar session as a Pipecat transport.
 
 ``output()`` takes the user's side to HeyGen: microphone audio (as 512-sample protobuf
-messages on the voice-chat socket), text to answer, :class:`HeyGenSpeakFrame` to say,
+messages on the voice-chat socket, or with ``ia_is_livekit_transport`` as a microphone
+track in the LiveKit room), text to answer, :class:`HeyGenSpeakFrame` to say,
 interruptions. ``input()`` brings the avatar back: its video (``OutputImageRawFrame``),
 its voice (``OutputAudioRawFrame``), and HeyGen's events and transcripts as the frames
 listed in :mod:`agent.heygen.frames`. A voice-chat pipeline reads::
@@ -161,9 +162,11 @@ class HeyGenTransport(BaseTransport):
     def mute(self) -> None:
         """The microphone keeps its cadence but sends zeros, as the official client does."""
         self.serializer.muted = True
+        self.session.mute()  # the LiveKit voice transport's track
 
     def unmute(self) -> None:
         self.serializer.muted = False
+        self.session.unmute()
 
     @property
     def muted(self) -> bool:
@@ -340,7 +343,8 @@ class HeyGenOutput(FrameProcessor):
         self.audio_messages_sent = 0
         # User audio is a system frame: it arrives while StartFrame is still opening the
         # session. Hold the latest seconds of it instead of losing the first words.
-        self._backlog: deque[bytes] = deque(maxlen=round(BACKLOG_S / vc.CHUNK_SECONDS))
+        self._backlog: deque[InputAudioRawFrame] = deque()
+        self._backlog_s = 0.0
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
@@ -362,12 +366,15 @@ class HeyGenOutput(FrameProcessor):
         """Send what is meant for HeyGen; ``True`` if the frame was consumed."""
         t = self._transport
         if isinstance(frame, InputAudioRawFrame):
-            await self._send_audio(await t.serializer.serialize_all(frame))
+            await self._send_audio(frame)
             return False  # user audio stays in the pipeline for whoever wants it
         if isinstance(frame, HeyGenSpeakFrame):
             await self._guarded(t.session.speak(frame.text, task_type=frame.task_type))
             return True
         if isinstance(frame, TextFrame) and type(frame) is TextFrame:
+            if t.session.options.voice_over_livekit:  # a data message, not a socket frame
+                await self._guarded(t.session.speak(frame.text, task_type=ia.TaskType.TALK))
+                return True
             for message in await t.serializer.serialize_all(frame):
                 await t.session.send_raw(message)
             return True
@@ -379,16 +386,30 @@ class HeyGenOutput(FrameProcessor):
             await self._guarded(t.session.interrupt())
         return False
 
-    async def _send_audio(self, messages: list[bytes]) -> None:
+    async def _send_audio(self, frame: InputAudioRawFrame) -> None:
         session = self._transport.session
         if session.state in (SessionState.IDLE, SessionState.STARTING):
-            self._backlog.extend(messages)
+            if session.options.voice_over_livekit:
+                # A track plays out in real time: a backlog would become lasting latency.
+                return
+            self._backlog.append(frame)
+            self._backlog_s += _seconds(frame)
+            while self._backlog_s > BACKLOG_S:
+                self._backlog_s -= _seconds(self._backlog.popleft())
             return
         while self._backlog:
-            if await session.send_raw(self._backlog.popleft()):
-                self.audio_messages_sent += 1
-        for message in messages:
-            if await session.send_raw(message):
+            await self._send_now(self._backlog.popleft())
+        self._backlog_s = 0.0
+        await self._send_now(frame)
+
+    async def _send_now(self, frame: InputAudioRawFrame) -> None:
+        t = self._transport
+        if t.session.options.voice_over_livekit:
+            self.audio_messages_sent += await t.session.send_audio(
+                frame.audio, frame.sample_rate, frame.num_channels)
+            return
+        for message in await t.serializer.serialize_all(frame):
+            if await t.session.send_raw(message):
                 self.audio_messages_sent += 1
 
     async def _guarded(self, call: Any) -> None:
@@ -396,3 +417,7 @@ class HeyGenOutput(FrameProcessor):
             await call
         except Exception as exc:
             await self.push_error(f"HeyGen: {exc}", exc)
+
+
+def _seconds(frame: InputAudioRawFrame) -> float:
+    return len(frame.audio) / (2 * frame.num_channels * frame.sample_rate)
