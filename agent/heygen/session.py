@@ -232,9 +232,9 @@ class HeyGenSession:
     ) -> str | None:
         """Make the avatar say (``repeat``) or answer (``talk``) ``text``.
 
-        An async talk goes over the voice-chat socket as a text frame, as the official
-        client does; everything else is ``streaming.task``. Returns the task id when
-        HeyGen gives one."""
+        An async talk goes over the voice-chat socket as a text frame (with the LiveKit
+        voice transport: as a data message), as the official client does; everything else
+        is ``streaming.task``. Returns the task id when HeyGen gives one."""
         session_id = self._require_running()
         if task_type == ia.TaskType.TALK and task_mode == ia.TaskMode.ASYNC:
             if self.options.voice_over_livekit and self.room is not None:
