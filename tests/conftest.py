@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from agent.emulator.livekit_server import LiveKitServer
-from tests.livekit import require_livekit_binary
+from tests.machine import require_livekit_binary
 
 
 @pytest.fixture

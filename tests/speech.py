@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import wave
 from pathlib import Path
 
-import pytest
-
-
-def require(program: str, install: str) -> str:
-    """The program's path; a skip on a developer machine without it, a failure in CI."""
-    path = shutil.which(program)
-    if path is None:
-        message = f"{program} not installed: run scripts/setup ({install})"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+from tests.machine import require
 
 
 def speech_wav(path: Path, text: str, *, pad_s: float = 0.0) -> float:

@@ -32,7 +32,7 @@ async def start(*args: str) -> tuple[asyncio.subprocess.Process, list[str]]:
 @pytest.mark.parametrize("livekit", [False, True], ids=["no-livekit", "with-livekit"])
 async def test_emulate_prints_how_to_use_it_and_serves(livekit: bool) -> None:
     if livekit:
-        from tests.livekit import require_livekit_binary
+        from tests.machine import require_livekit_binary
 
         require_livekit_binary()
     process, lines = await start(*([] if livekit else ["--no-livekit"]), "--api-key", "k-1234567")

@@ -174,7 +174,7 @@ def test_stamps_round_trip_and_reject_garbage() -> None:
 
 
 def test_espeak_speech_and_tone_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.speech import require
+    from tests.machine import require
 
     require("espeak-ng", "apt-get install espeak-ng")
     speech = np.frombuffer(synthesize("Hello there, how are you?", 24000), "<i2")
@@ -200,7 +200,7 @@ async def test_speaking_after_leaving_fails_at_once_instead_of_hanging() -> None
 
 def test_text_starting_with_a_dash_is_spoken_not_taken_as_an_option() -> None:
     from agent.emulator.speech import tone
-    from tests.speech import require
+    from tests.machine import require
 
     require("espeak-ng", "apt-get install espeak-ng")
     text = "--not-an-option said aloud"

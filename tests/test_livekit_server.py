@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from agent.emulator.livekit_server import LiveKitServer, free_port
-from tests.livekit import require_livekit_binary
+from tests.machine import require_livekit_binary
 
 pytestmark = pytest.mark.livekit
 

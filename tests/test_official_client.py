@@ -16,7 +16,6 @@ import asyncio
 import errno
 import json
 import mimetypes
-import os
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -28,7 +27,8 @@ from aiohttp import web
 from agent.emulator.config import EmulatorConfig
 from agent.emulator.livekit_server import LiveKitServer
 from agent.emulator.server import EmulatorServer
-from tests.speech import require, speech_wav
+from tests.machine import headless_chromium, missing, require
+from tests.speech import speech_wav
 
 pytestmark = pytest.mark.livekit
 
@@ -39,9 +39,7 @@ SPOKEN = "Please tell me about the weather in Paris today."
 
 
 def skip_or_fail(why: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"CI must run the official-client test: {why}")
-    pytest.skip(why)
+    missing(why, in_ci=f"CI must run the official-client test: {why}")
 
 
 def require_port_443() -> None:
@@ -98,10 +96,8 @@ async def emulator_on_443(livekit_server: LiveKitServer) -> AsyncIterator[Emulat
 async def run_page(chromium: str, page_url: str, microphone: Path, profile: Path,
                    pages: PageServer) -> tuple[dict[str, Any], str]:
     """Run the scenario page until it reports; return the report and Chromium's log."""
-    args = [
-        chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-        "--no-first-run", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", f"--user-data-dir={profile}",
+    args = headless_chromium(
+        chromium, profile,
         # the emulator's certificate is self-signed
         "--ignore-certificate-errors",
         "--autoplay-policy=no-user-gesture-required",
@@ -109,7 +105,7 @@ async def run_page(chromium: str, page_url: str, microphone: Path, profile: Path
         f"--use-file-for-fake-audio-capture={microphone}",
         "--enable-logging=stderr", "--v=0",
         page_url,
-    ]
+    )
     process = await asyncio.create_subprocess_exec(
         *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
     assert process.stderr is not None

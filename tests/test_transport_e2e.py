@@ -148,7 +148,7 @@ async def test_the_real_avatar_recorded_and_on_the_viewer_page(
     from agent.emulator.video import draw_face
     from agent.media.recorder import RecorderOutput
     from agent.media.viewer import ViewerOutput
-    from tests.speech import require
+    from tests.machine import headless_chromium, require
 
     chromium = require("chromium", "apt-get install chromium")
     wav = tmp_path / "hi.wav"
@@ -164,10 +164,8 @@ async def test_the_real_avatar_recorded_and_on_the_viewer_page(
         while viewer.jpegs_made < 5:  # noqa: ASYNC110 - the viewer exposes a count, no event
             await asyncio.sleep(0.1)
         process = await asyncio.create_subprocess_exec(
-            chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-            "--no-first-run", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-            "--window-size=1200,500", "--timeout=2000", f"--screenshot={shot}", viewer.url,
+            *headless_chromium(chromium, tmp_path / "profile", "--window-size=1200,500",
+                               "--timeout=2000", f"--screenshot={shot}", viewer.url),
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
         await asyncio.wait_for(process.wait(), 30)
 

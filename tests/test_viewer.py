@@ -19,8 +19,8 @@ from pipecat.workers.runner import WorkerRunner
 
 from agent.heygen.frames import I420, HeyGenAvatarTranscriptFrame
 from agent.media.viewer import ViewerOutput, to_jpeg
+from tests.machine import headless_chromium, require
 from tests.pipeline_helpers import Collector
-from tests.speech import require
 
 W, H = 640, 360
 RED_YUV = (81, 90, 240)  # BT.601 limited-range red
@@ -115,13 +115,11 @@ async def test_headless_chromium_shows_the_avatar(
     chromium = require("chromium", "apt-get install chromium")
     view, _ = viewer
     shot = tmp_path / "shot.png"
-    args = [
-        chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-        "--no-first-run", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,500",
+    args = headless_chromium(
+        chromium, tmp_path / "profile", "--window-size=1200,500",
         # the MJPEG stream never finishes loading: stop after 3 s, then take the shot
         "--timeout=3000", f"--screenshot={shot}", view.url,
-    ]
+    )
     process = await asyncio.create_subprocess_exec(
         *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     try:

@@ -18,10 +18,6 @@ class WavInfo:
     num_channels: int
     num_frames: int
 
-    @property
-    def duration_s(self) -> float:
-        return self.num_frames / self.sample_rate
-
 
 def _open(path: Path) -> wave.Wave_read:
     try:
