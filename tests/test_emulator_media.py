@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,8 +21,12 @@ from agent.emulator.video import FaceFrames, read_stamp
 from agent.heygen import api
 from agent.heygen.protocol import interactive as ia
 from agent.heygen.protocol import room_events as rev
+from tests.waiting import DEADLINE_S, eventually
 
 pytestmark = pytest.mark.livekit
+
+#: The most frames a viewer may miss in a row (counter steps) with the machine loaded.
+MAX_FRAME_GAP = 25
 
 
 @dataclass
@@ -55,26 +59,19 @@ async def emulator(livekit_server: LiveKitServer) -> AsyncIterator[EmulatorServe
         yield server
 
 
-async def wait_for(predicate: Callable[[], bool]) -> None:
-    """Poll: the conditions are on LiveKit callbacks' state, which sets no event."""
-    async with asyncio.timeout(10):
-        while not predicate():  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
-
-
 async def test_viewer_gets_video_audio_and_events(emulator: EmulatorServer) -> None:
     async with api.HeyGenClient("k-123456", base_url=emulator.base_url) as client:
         answer = await client.new_session(ia.NewSessionRequest())
         await client.start_session(answer.session_id)
         viewer = await join_viewer(answer.url, answer.access_token.get_secret_value())
         try:
-            await wait_for(lambda: {"video", "audio"} <= viewer.tracks.keys())
+            await eventually(lambda: {"video", "audio"} <= viewer.tracks.keys(), "both tracks")
             assert viewer.identities == {"heygen"}
 
             stamps: list[tuple[int, int, float]] = []
             video = rtc.VideoStream(viewer.tracks["video"], format=rtc.VideoBufferType.I420)
             sizes = set()
-            async with asyncio.timeout(10):
+            async with asyncio.timeout(DEADLINE_S):
                 async for event in video:
                     frame = event.frame
                     sizes.add((frame.width, frame.height))
@@ -87,16 +84,17 @@ async def test_viewer_gets_video_audio_and_events(emulator: EmulatorServer) -> N
             assert sizes == {(640, 360)}
             counters = [c for c, _, _ in stamps]
             assert counters == sorted(counters) and len(set(counters)) == len(counters)
-            assert counters[-1] - counters[0] <= 1.5 * len(counters), "few frames lost"
+            assert max(np.diff(counters)) <= MAX_FRAME_GAP, "no long freeze"
+            # The stamp carries the send time: sane, not a figure (the benchmark has those).
             latencies = [(now - sent) % 2**32 for _, sent, now in stamps]
-            assert 0 <= float(np.median(latencies)) < 500, latencies
+            assert max(latencies) < 10_000, latencies
 
             audio = rtc.AudioStream(viewer.tracks["audio"], sample_rate=24000, num_channels=1)
             text = "Hello from the emulated avatar."
             speaking = asyncio.create_task(
                 client.speak(answer.session_id, text, task_mode=ia.TaskMode.SYNC))
             loud = 0.0
-            async with asyncio.timeout(15):
+            async with asyncio.timeout(DEADLINE_S):
                 async for event in audio:
                     samples = np.frombuffer(bytes(event.frame.data), "<i2").astype(float)
                     if np.sqrt(np.mean(samples**2)) > 300:
@@ -107,8 +105,8 @@ async def test_viewer_gets_video_audio_and_events(emulator: EmulatorServer) -> N
             task = await speaking
             assert loud > 0.5, "the viewer heard the avatar speak"
 
-            await wait_for(lambda: any(isinstance(e, rev.AvatarStopTalking)
-                                       for e in viewer.events))
+            await eventually(lambda: any(isinstance(e, rev.AvatarStopTalking)
+                                         for e in viewer.events), "avatar_stop_talking")
             kinds = [type(e) for e in viewer.events]
             assert kinds[0] is rev.AvatarStartTalking
             assert kinds[-2:] == [rev.AvatarEndMessage, rev.AvatarStopTalking]
@@ -134,14 +132,16 @@ async def test_interrupt_cuts_the_avatar_short(emulator: EmulatorServer) -> None
         viewer = await join_viewer(answer.url, answer.access_token.get_secret_value())
         long_text = "This is a long answer that the user will not let the avatar finish. " * 3
         await client.speak(answer.session_id, long_text)  # async: returns at once
-        await wait_for(lambda: any(isinstance(e, rev.AvatarTalkingMessage)
-                                   for e in viewer.events))
-        await asyncio.sleep(0.5)
+        # two words said: the avatar is well into its answer
+        await eventually(lambda: sum(isinstance(e, rev.AvatarTalkingMessage)
+                                     for e in viewer.events) >= 2, "two words said")
         await client.interrupt(answer.session_id)
-        await wait_for(lambda: any(isinstance(e, rev.AvatarStopTalking) for e in viewer.events))
+        await eventually(lambda: any(isinstance(e, rev.AvatarStopTalking)
+                                     for e in viewer.events), "avatar_stop_talking")
         stop = next(e for e in viewer.events if isinstance(e, rev.AvatarStopTalking))
         assert isinstance(stop, rev.AvatarStopTalking)
-        assert 300 < stop.duration_ms < 3000
+        full_ms = len(synthesize(long_text, 24000)) / 2 / 24
+        assert 0 < stop.duration_ms < full_ms / 2, "cut short"
         await viewer.room.disconnect()
         await client.stop_session(answer.session_id)
 
@@ -153,13 +153,13 @@ async def test_avatar_leave_fault(emulator: EmulatorServer) -> None:
         viewer = await join_viewer(answer.url, answer.access_token.get_secret_value())
         left: list[str] = []
         viewer.room.on("participant_disconnected", lambda p: left.append(p.identity))
-        await wait_for(lambda: "video" in viewer.tracks)
+        await eventually(lambda: "video" in viewer.tracks, "the avatar's video")
         import httpx
         async with httpx.AsyncClient() as http:
             r = await http.post(
                 f"{emulator.base_url}/_emulator/sessions/{answer.session_id}/avatar/leave")
         assert r.json() == {"left": True}
-        await wait_for(lambda: left == ["heygen"])
+        await eventually(lambda: left == ["heygen"], "the avatar left the room")
         await viewer.room.disconnect()
         await client.stop_session(answer.session_id)
 

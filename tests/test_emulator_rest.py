@@ -6,7 +6,6 @@ fast; tests/test_emulator_media.py covers the avatar in a real LiveKit room.
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -20,6 +19,7 @@ from agent.emulator.server import EmulatorServer
 from agent.emulator.sessions import EMULATOR_CONCURRENT_LIMIT_CODE
 from agent.heygen import api
 from agent.heygen.protocol import interactive as ia
+from tests.waiting import eventually
 
 KEY = "emu-test-key-123456"
 
@@ -78,7 +78,8 @@ async def test_whole_session_with_the_api_key(
 
     started = time.monotonic()
     talk = await client.speak(sid, "What is this?", task_type=ia.TaskType.TALK)
-    assert time.monotonic() - started < 0.3, "an async task returns at once"
+    assert talk.duration_ms is not None
+    assert time.monotonic() - started < talk.duration_ms / 1000, "async: returns before the end"
     assert talk.task_id != sync.task_id
     await client.interrupt(sid)
     await client.keep_alive(sid)
@@ -180,7 +181,8 @@ async def test_duration_limit_expires_sessions() -> None:
         "any-key-1234567", base_url=server.base_url
     ) as client:
         sid = await new_started(client)
-        await asyncio.sleep(0.8)
+        registry = server.emulator.registry
+        await eventually(lambda: registry.counts()["expired"] == 1, "the session expired")
         with pytest.raises(api.SessionStateError):
             await client.keep_alive(sid)
         assert (await state(server))["sessions"]["expired"] == 1  # type: ignore[index]
@@ -195,14 +197,14 @@ async def test_listings(client: api.HeyGenClient) -> None:
 
 
 async def test_fault_latency(server: EmulatorServer, client: api.HeyGenClient) -> None:
-    await set_faults(server, latency_ms=300)
+    await set_faults(server, latency_ms=1000)
     started = time.monotonic()
     await client.list_avatars()
-    assert time.monotonic() - started >= 0.3
+    assert time.monotonic() - started >= 1.0
     await set_faults(server, reset=True)
     started = time.monotonic()
     await client.list_avatars()
-    assert time.monotonic() - started < 0.3
+    assert time.monotonic() - started < 1.0, "reset: no added latency"
 
 
 async def test_fault_next_requests_fail(server: EmulatorServer) -> None:

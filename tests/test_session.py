@@ -16,6 +16,7 @@ from agent.heygen import api
 from agent.heygen.protocol import interactive as ia
 from agent.heygen.protocol import voice_chat as vc
 from agent.heygen.session import HeyGenSession, SessionListener, SessionOptions, SessionState
+from tests.waiting import eventually, within
 
 KEY = "session-test-key-1234"
 NO_MEDIA = SessionOptions(livekit=False, keep_alive_interval_s=None)
@@ -25,6 +26,7 @@ class Recorder(SessionListener):
     def __init__(self) -> None:
         self.chat: list[str] = []
         self.lost: list[str] = []
+        self.restored = asyncio.Event()
         self.stopped: list[str] = []
 
     async def on_chat_event(self, event: vc.VoiceChatEvent) -> None:
@@ -32,6 +34,9 @@ class Recorder(SessionListener):
 
     async def on_connection_lost(self, part: str, reason: str) -> None:
         self.lost.append(part)
+
+    async def on_connection_restored(self, part: str) -> None:
+        self.restored.set()
 
     async def on_stopped(self, reason: str) -> None:
         self.stopped.append(reason)
@@ -78,16 +83,19 @@ async def test_session_life_and_operations(
         sent = 0
         for i in range(0, len(audio), rate // 50 * 2):  # 20 ms frames
             sent += await session.send_audio(audio[i : i + rate // 50 * 2], rate)
-        await asyncio.sleep(0.3)
-        assert emulated.audio.frames == sent and emulated.audio.frame_samples == {512: sent}
+        await eventually(lambda: emulated.audio.frames == sent, "every audio message arrived")
+        assert emulated.audio.frame_samples == {512: sent}
         assert emulated.audio.seconds == pytest.approx(4.0, abs=0.05)
+        await eventually(lambda: len(listener.chat) == 2, "user_start and user_stop came back")
         assert listener.chat == ["user_start", "user_stop"]
 
         session.mute()
         for i in range(0, len(audio), rate // 50 * 2):
-            await session.send_audio(audio[i : i + rate // 50 * 2], rate)
-        await asyncio.sleep(0.3)
-        assert listener.chat == ["user_start", "user_stop"], "muted: HeyGen heard only zeros"
+            sent += await session.send_audio(audio[i : i + rate // 50 * 2], rate)
+        await eventually(lambda: emulated.audio.frames == sent, "the muted audio arrived")
+        # The emulator detects speech as the audio arrives: its count is the truth.
+        assert emulated.audio.user_starts == 1, "muted: HeyGen heard only zeros"
+        assert listener.chat == ["user_start", "user_stop"]
         assert emulated.audio.seconds == pytest.approx(8.0, abs=0.1), "the cadence went on"
         assert emulated.audio.text_frames == 1
         assert emulated.audio.extensions_offered == [""], "raw audio: no permessage-deflate"
@@ -154,32 +162,40 @@ async def test_a_livekit_failure_stops_the_session(
     assert counts(server) == {"created": 1, "started": 1, "stopped": 1, "expired": 0, "open": 0}
 
 
-@pytest.mark.parametrize("cancel_after_s", [0.1, 0.4, 0.7, 1.0])
+@pytest.mark.parametrize(
+    "in_flight,created",
+    [
+        ("/v1/streaming.create_token", 0),
+        # The hard case: the service creates a session whose id the client has not seen.
+        ("/v1/streaming.new", 1),
+        ("/v1/streaming.start", 1),
+        (vc.CHAT_PATH, 1),
+    ],
+)
 async def test_cancelling_at_any_step_stops_what_was_created(
-    server: EmulatorServer, client: api.HeyGenClient, cancel_after_s: float
+    server: EmulatorServer, client: api.HeyGenClient, in_flight: str, created: int
 ) -> None:
-    """Each request takes 0.3 s: cancel during create_token, new, start, then the socket
-    handshake (the new one is the hard case: the service creates a session whose id the
-    client has not yet seen)."""
-    server.emulator.faults.apply(FaultSettings(latency_ms=300))
+    """Cancel while the step's request is at the service: every request is held there a
+    while (injected latency), and the test cancels the moment that one arrives."""
+    server.emulator.faults.apply(FaultSettings(latency_ms=500))
     session = HeyGenSession(client, NO_MEDIA)
     starting = asyncio.create_task(session.start())
-    await asyncio.sleep(cancel_after_s)
+    await within(server.emulator.requests.reach(in_flight), f"{in_flight} arrived")
     starting.cancel()
     with pytest.raises(asyncio.CancelledError):
-        await starting
-    server.emulator.faults.apply(FaultSettings(reset=True))
-    created = counts(server)["created"]
-    assert created == (0 if cancel_after_s < 0.3 else 1)
+        await within(starting, "start() returned after the cancel")
+    assert counts(server)["created"] == created
     assert counts(server)["open"] == 0 and counts(server)["stopped"] == created
     assert session.state is SessionState.STOPPED
+    # nothing got further than the step in flight
+    assert server.emulator.requests[vc.CHAT_PATH] == (in_flight == vc.CHAT_PATH)
 
 
 async def test_keep_alive_runs_on_a_timer(server: EmulatorServer, client: api.HeyGenClient) -> None:
     options = SessionOptions(livekit=False, keep_alive_interval_s=0.1)
     async with HeyGenSession(client, options):
-        await asyncio.sleep(0.55)
-    assert 4 <= server.emulator.requests["/v1/streaming.keep_alive"] <= 6
+        await within(server.emulator.requests.reach("/v1/streaming.keep_alive", 3),
+                     "three keep-alives without a call from us")
 
 
 async def test_a_dropped_socket_is_reconnected(
@@ -191,19 +207,15 @@ async def test_a_dropped_socket_is_reconnected(
         server.emulator.faults.ws_drop_after_messages = 5
         for _ in range(10):
             await session.send_audio(bytes(1024), 16000)
-            await asyncio.sleep(0.01)
+        await within(listener.restored.wait(), "the socket reconnected")
         server.emulator.faults.ws_drop_after_messages = None
-        for _ in range(50):
-            if server.emulator.requests[vc.CHAT_PATH] == 2:
-                break
-            await asyncio.sleep(0.05)
         assert listener.lost == ["voice_chat"]
         assert server.emulator.requests[vc.CHAT_PATH] == 2
-        await asyncio.sleep(0.1)
-        before = server.emulator.registry.get(session.session_id).audio.frames
+        emulated = server.emulator.registry.get(session.session_id)
+        before = emulated.audio.frames
         assert await session.send_audio(bytes(1024 * 3), 16000) == 3
-        await asyncio.sleep(0.2)
-        assert server.emulator.registry.get(session.session_id).audio.frames == before + 3
+        await eventually(lambda: emulated.audio.frames == before + 3,
+                         "the audio after the reconnect arrived")
         assert session.state is SessionState.RUNNING
     assert counts(server)["stopped"] == 1
 
@@ -215,7 +227,7 @@ async def test_a_socket_that_keeps_dropping_ends_the_session(
     session = HeyGenSession(client, NO_MEDIA, listener)
     server.emulator.faults.apply(FaultSettings(ws_drop_after_seconds=0.3))  # every connection
     await session.start()
-    reason = await asyncio.wait_for(session.wait_stopped(), 10)
+    reason = await within(session.wait_stopped(), "the session gave up")
     assert "dropped" in reason and len(listener.lost) == 4
     assert counts(server)["stopped"] == 1 and counts(server)["open"] == 0
 
@@ -228,7 +240,7 @@ async def test_a_session_heygen_ends_is_stopped_here_too() -> None:
         listener = Recorder()
         session = HeyGenSession(client, NO_MEDIA, listener)
         await session.start()
-        reason = await asyncio.wait_for(session.wait_stopped(), 10)
+        reason = await within(session.wait_stopped(), "the expired session stopped here")
         assert reason == "HeyGen closed the session"
         assert session.state is SessionState.STOPPED
         assert listener.stopped == [reason]

@@ -19,6 +19,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from agent.emulator.config import EmulatorConfig
 from agent.emulator.faults import Faults, FaultSettings
+from agent.emulator.observe import RequestCounts
 from agent.emulator.runtime import (
     Avatar,
     SessionRuntime,
@@ -72,8 +73,8 @@ class Emulator:
         self.faults = Faults()
         self.faults.apply(config.faults)
         self.runtimes: dict[str, SessionRuntime] = {}
-        #: requests seen per path (REST calls and socket handshakes), for tests
-        self.requests: dict[str, int] = {}
+        #: requests seen per path (REST calls and socket handshakes), for tests to await
+        self.requests = RequestCounts()
         self._avatar_factory = avatar_factory or default_avatar_factory
 
     # ------------------------------------------------------------------ auth
@@ -335,7 +336,7 @@ REST_HANDLERS: dict[ia.Endpoint, RestHandler] = {
 async def injected_fault(em: Emulator, path: str) -> web.Response | None:
     """Apply the armed latency, and answer with an armed failure if one matches ``path``
     (REST paths and WebSocket handshakes alike)."""
-    em.requests[path] = em.requests.get(path, 0) + 1
+    em.requests.arrived(path)
     if em.faults.latency_s:
         await asyncio.sleep(em.faults.latency_s)
     injected = em.faults.take_failure(path)

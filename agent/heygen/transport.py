@@ -79,6 +79,7 @@ EVENTS = (
     "on_avatar_video_started",
     "on_avatar_left",
     "on_connection_lost",
+    "on_connection_restored",
     "on_video_frames_dropped",
 )
 
@@ -110,7 +111,7 @@ class HeyGenTransport(BaseTransport):
     ``on_user_stopped_speaking(transport)``, ``on_user_transcript(transport, text)``,
     ``on_avatar_video_started(transport, width, height)``, ``on_avatar_left(transport,
     identity)``, ``on_connection_lost(transport, part, reason)``,
-    ``on_video_frames_dropped(transport, count)``.
+    ``on_connection_restored(transport, part)``, ``on_video_frames_dropped(transport, count)``.
     """
 
     def __init__(
@@ -306,6 +307,9 @@ class _Listener(SessionListener):
         if part == "voice_chat":
             self.t.serializer.reset()
         await self.t._call_event_handler("on_connection_lost", part, reason)
+
+    async def on_connection_restored(self, part: str) -> None:
+        await self.t._call_event_handler("on_connection_restored", part)
 
     async def on_stopped(self, reason: str) -> None:
         await self.t._call_event_handler("on_session_ended", reason)
