@@ -23,14 +23,14 @@ from pipecat.workers.runner import WorkerRunner
 from agent.emulator.config import EmulatorConfig
 from agent.emulator.server import EmulatorServer
 from agent.heygen import api
-from agent.heygen.chunker import RESAMPLER_HOLDBACK_S
 from agent.heygen.protocol import voice_chat as vc
 from agent.heygen.session import SessionOptions
 from agent.heygen.transport import HeyGenTransport
 from agent.media.vad import silero_vad
 from agent.media.wav_source import WavFileInput
-from tests.pipeline_helpers import Collector, run_for
+from tests.pipeline_helpers import Collector, run_to_end, run_until
 from tests.speech import speech_wav
+from tests.waiting import within
 
 KEY = "pipeline-key-123456"
 
@@ -55,28 +55,33 @@ async def test_speech_reaches_heygen_and_events_come_back(
     async def started(t: HeyGenTransport, session_id: str) -> None:
         seen["started"].append(session_id)
 
+    heygen_heard_the_end = asyncio.Event()
+
     @transport.event_handler("on_user_stopped_speaking")
     async def stopped(t: HeyGenTransport) -> None:
         seen["user_stop"].append(True)
+        heygen_heard_the_end.set()
 
     @transport.event_handler("on_session_ended")
     async def ended(t: HeyGenTransport, reason: str) -> None:
         seen["ended"].append(reason)
 
     collector = Collector()
-    run_s = 0.5 + speech_s + 2.0
-    await run_for([source, silero_vad(), transport.output(), transport.input(), collector], run_s)
+
+    async def both_heard_the_end() -> None:
+        await heygen_heard_the_end.wait()
+        await collector.until(lambda: collector.count(VADUserStoppedSpeakingFrame) >= 1)
+
+    await run_until([source, silero_vad(), transport.output(), transport.input(), collector],
+                    both_heard_the_end(), "HeyGen and Silero heard the speech end")
     await client.aclose()
 
     (session_id,) = seen["started"]
     session = next(s for s in server.emulator.registry if s.session_id == session_id)
     audio = session.audio
-    # everything the source played reached HeyGen, at 16 kHz in 512-sample messages; only
-    # the last partial chunk and what the resampler holds may stay behind
-    played_s = source.seconds_sent
-    behind = vc.CHUNK_SECONDS + RESAMPLER_HOLDBACK_S
-    assert played_s - behind <= audio.seconds <= played_s
-    assert audio.seconds >= 0.5 + speech_s
+    # the lead-in and the speech reached HeyGen, none of it twice, at 16 kHz in 512-sample
+    # messages (the run ends mid-stream: what was still in the pipeline is not sent)
+    assert 0.5 + speech_s - vc.CHUNK_SECONDS <= audio.seconds <= source.seconds_sent
     assert audio.sample_rates == {16000} and set(audio.frame_samples) == {512}
     assert (audio.user_starts, audio.user_stops) == (1, 1)
     assert transport.output().audio_messages_sent == audio.frames
@@ -104,7 +109,8 @@ async def test_a_session_that_cannot_start_ends_the_pipeline(tmp_path: Path) -> 
                                     session_options=SessionOptions(livekit=False))
         wav = tmp_path / "x.wav"
         speech_wav(wav, "hi")
-        await run_for([WavFileInput(wav), transport.output(), transport.input(), Collector()], 10)
+        await run_to_end([WavFileInput(wav), transport.output(), transport.input(), Collector()],
+                         "the pipeline ended when the session could not start")
         await client.aclose()
         assert server.emulator.registry.counts()["created"] == 0
 
@@ -120,16 +126,18 @@ async def test_a_cancelled_pipeline_still_stops_the_session(
         Pipeline([WavFileInput(wav), transport.output(), transport.input(), Collector()]),
         idle_timeout_secs=None,
     )
+    started = asyncio.Event()
+
+    @transport.event_handler("on_session_started")
+    async def on_started(t: HeyGenTransport, session_id: str) -> None:
+        started.set()
+
     runner = WorkerRunner(handle_sigint=False)
     await runner.add_workers(worker)
     running = asyncio.create_task(runner.run())
-    for _ in range(100):
-        if server.emulator.registry.counts()["started"]:
-            break
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(0.3)
+    await within(started.wait(), "the session started")
     await worker.cancel()
-    await asyncio.wait_for(running, 10)
+    await within(running, "the cancelled pipeline ended")
     await client.aclose()
     assert server.emulator.registry.counts() == {
         "created": 1, "started": 1, "stopped": 1, "expired": 0, "open": 0}
