@@ -10,6 +10,7 @@ a recorder); HeyGen is two more processors in the list. Run it against the emula
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 
 from pipecat.pipeline.pipeline import Pipeline
@@ -26,9 +27,11 @@ from examples.keyword_alert import KeywordAlert
 
 
 async def main(wav: str, recording: str, seconds: float) -> None:
+    """Ask the WAV's question; stop once the avatar has answered, or after ``seconds``."""
     heygen = HeyGenTransport(
         session_options=SessionOptions(request=NewSessionRequest(avatar_name="Emulated_Anna"))
     )
+    answered = asyncio.Event()
 
     @heygen.event_handler("on_user_transcript")
     async def heard(transport: HeyGenTransport, text: str) -> None:
@@ -37,6 +40,10 @@ async def main(wav: str, recording: str, seconds: float) -> None:
     @heygen.event_handler("on_avatar_transcript")
     async def said(transport: HeyGenTransport, text: str) -> None:
         print(f"avatar: {text}", flush=True)
+
+    @heygen.event_handler("on_avatar_stopped_speaking")
+    async def done(transport: HeyGenTransport) -> None:
+        answered.set()
 
     pipeline = Pipeline([
         WavFileInput(wav, lead_in_s=0.5, after_end="silence"),
@@ -50,7 +57,8 @@ async def main(wav: str, recording: str, seconds: float) -> None:
     runner = WorkerRunner()
     await runner.add_workers(worker)
     running = asyncio.create_task(runner.run())
-    await asyncio.sleep(seconds)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(answered.wait(), seconds)
     await worker.stop_when_done()
     await running
 
@@ -58,4 +66,4 @@ async def main(wav: str, recording: str, seconds: float) -> None:
 if __name__ == "__main__":
     wav_path = sys.argv[1]
     out = sys.argv[2] if len(sys.argv) > 2 else "recordings/embedded.mp4"
-    asyncio.run(main(wav_path, out, float(sys.argv[3]) if len(sys.argv) > 3 else 8.0))
+    asyncio.run(main(wav_path, out, float(sys.argv[3]) if len(sys.argv) > 3 else 30.0))

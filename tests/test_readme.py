@@ -15,6 +15,8 @@ import pytest
 from agent.emulator.config import EmulatorConfig
 from agent.emulator.livekit_server import LiveKitServer
 from agent.emulator.server import EmulatorServer
+from agent.heygen.protocol import voice_chat as vc
+from tests.waiting import eventually, within
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -53,14 +55,12 @@ async def test_readme_example_runs_against_the_emulator(
             sys.executable, str(script), env=env, cwd=README.parent,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         registry = server.emulator.registry
-        async with asyncio.timeout(30):
-            while not registry.counts()["started"]:  # noqa: ASYNC110 - another process
-                await asyncio.sleep(0.1)
+        await within(server.emulator.requests.reach(vc.CHAT_PATH), "the example connected")
         session = next(iter(registry))
-        await asyncio.sleep(3)
-        assert session.audio.frames > 50, "the (silent fallback) microphone streams to HeyGen"
+        await eventually(lambda: session.audio.frames > 50,
+                         "the (silent fallback) microphone streams to HeyGen")
         process.send_signal(signal.SIGINT)
-        output, _ = await asyncio.wait_for(process.communicate(), 30)
+        output, _ = await within(process.communicate(), "the example ended after Ctrl-C")
         text = output.decode(errors="replace")
         assert registry.counts() == {"created": 1, "started": 1, "stopped": 1, "expired": 0,
                                      "open": 0}, text
