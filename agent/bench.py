@@ -25,20 +25,25 @@ class Case:
     baseline: Callable[[], object]
 
 
-def _per_call_s(fn: Callable[[], object], calls: int) -> float:
-    started = time.perf_counter()
+Clock = Callable[[], float]
+
+
+def _per_call_s(fn: Callable[[], object], calls: int, clock: Clock) -> float:
+    started = clock()
     for _ in range(calls):
         fn()
-    return (time.perf_counter() - started) / calls
+    return (clock() - started) / calls
 
 
-def measure(case: Case, rounds: int = 15, calls: int = 20) -> tuple[float, float, float]:
+def measure(
+    case: Case, rounds: int = 15, calls: int = 20, clock: Clock = time.perf_counter
+) -> tuple[float, float, float]:
     """(median ratio, median candidate seconds, median baseline seconds)."""
     ratios, cand, base = [], [], []
     case.candidate(), case.baseline()  # warm up
     for _ in range(rounds):
-        c = _per_call_s(case.candidate, calls)
-        b = _per_call_s(case.baseline, calls)
+        c = _per_call_s(case.candidate, calls, clock)
+        b = _per_call_s(case.baseline, calls, clock)
         ratios.append(c / b)
         cand.append(c)
         base.append(b)
