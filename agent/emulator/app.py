@@ -286,7 +286,7 @@ async def stop(em: Emulator, request: web.Request, owner: str, token: str | None
 async def list_sessions(em: Emulator, request: web.Request, owner: str, token: str | None) -> Any:
     sessions = [
         {"session_id": s.session_id, "status": s.state.listing_status,
-         "created_at": round(s.created_at)}
+         "created_at": round(s.created_unix)}
         for s in em.registry if s.state.open and s.owner_key == owner
     ]
     return {"sessions": sessions}

@@ -97,6 +97,8 @@ class Session:
     session_id: str
     request: ia.NewSessionRequest
     created_at: float
+    #: when it was created as a Unix time, for listings (the other times are the clock's)
+    created_unix: float
     idle_timeout_s: float
     duration_limit_s: float
     last_activity: float
@@ -183,6 +185,7 @@ class SessionRegistry:
             session_id=secrets.token_hex(16),
             request=request,
             created_at=now,
+            created_unix=time.time(),
             idle_timeout_s=float(idle),
             duration_limit_s=self.duration_limit_s,
             last_activity=now,
