@@ -3,8 +3,10 @@ every file in config/ is valid."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 import wave
 from collections.abc import Callable
 from pathlib import Path
@@ -175,3 +177,113 @@ def test_validate_command_prints_one_line_per_problem_and_no_traceback(tmp_path:
     assert "Traceback" not in result.stderr
     assert [line for line in result.stderr.splitlines() if line.startswith(str(path))] == [
         f"{path}:{line}" for line in BROKEN[-1][2]]
+
+
+# ---------------------------------------------------------------- input that is not a pipeline file
+
+
+def test_a_file_with_control_characters_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "nul.yaml"
+    path.write_bytes(b"heygen: {}\x00\n")
+    with pytest.raises(ConfigError) as caught:
+        load_agent_file(path)
+    assert str(caught.value).splitlines() == [
+        f"{path}:1:11: not valid YAML: unacceptable character #x0000: "
+        "special characters are not allowed"]
+
+
+def test_aliases_that_expand_without_bound_are_refused_at_once(tmp_path: Path) -> None:
+    """A "billion laughs" file: nine aliases of nine, seven deep (4.8 million values)."""
+    lines = ['a0: &a0 ["x","x","x","x","x","x","x","x","x"]']
+    lines += [f"a{i}: &a{i} [{','.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 7)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\nheygen: {}\n")
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as caught:
+        load_agent_file(path)
+    assert time.monotonic() - started < 1.0
+    (line,) = str(caught.value).splitlines()
+    assert line.startswith(f"{path}:") and "aliases" in line
+
+
+@pytest.mark.parametrize("base_url", ["sk-live-0123456789abcdef", "api.heygen.com", "ftp://x.y"])
+def test_base_url_is_checked_and_never_echoed(tmp_path: Path, base_url: str) -> None:
+    path = tmp_path / "u.yaml"
+    path.write_text(f"heygen:\n  base_url: {base_url}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_agent_file(path)
+    assert str(caught.value).splitlines() == [
+        f"{path}:2:13: heygen.base_url: expected an http:// or https:// URL"]
+    assert base_url not in str(caught.value)
+
+
+def test_a_missing_wav_is_reported_with_the_other_problems(tmp_path: Path) -> None:
+    path = tmp_path / "w.yaml"
+    path.write_text("heygen:\n  session: {quality: ultra}\ninput: {type: wav, path: gone.wav}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_agent_file(path)
+    assert [line.split(": ")[1] for line in str(caught.value).splitlines()] == [
+        "heygen.session.quality", "input.path"]
+
+
+PROCESSORS = '''
+from pipecat.frames.frames import Frame
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+
+
+class Simple(FrameProcessor):
+    """The simplest processor a user writes: no __init__ of its own."""
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        await self.push_frame(frame, direction)
+
+
+class Broken(FrameProcessor):
+    def __init__(self, level: int = 1) -> None:
+        raise RuntimeError(f"cannot start at level {level}")
+'''
+
+
+@pytest.fixture
+def user_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "my_processors.py").write_text(PROCESSORS)
+    (tmp_path / "raises_on_import.py").write_text("import os\nvalue = 1 / 0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+def test_a_processor_without_its_own_init_loads_and_builds(user_modules: Path) -> None:
+    path = user_modules / "simple.yaml"
+    path.write_text(OK_HEAD + "processors:\n  - my_processors:Simple\n")
+    _, (processor,) = load_agent_file(path)
+    assert processor.build().__class__.__name__ == "Simple"
+
+
+def test_a_processor_module_that_raises_on_import_is_one_line(user_modules: Path) -> None:
+    path = user_modules / "p.yaml"
+    path.write_text(OK_HEAD + "processors:\n  - raises_on_import:Thing\n")
+    with pytest.raises(ConfigError) as caught:
+        load_agent_file(path)
+    assert str(caught.value).splitlines() == [
+        f"{path}:5:5: processors[0].name: importing 'raises_on_import' for "
+        "'raises_on_import:Thing' failed: ZeroDivisionError: division by zero "
+        "(raises_on_import.py:2)"]
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_a_processor_whose_constructor_raises_is_one_line(user_modules: Path, command: str) -> None:
+    """``validate`` builds each processor (connecting nothing); ``run`` stops before it
+    connects. Both: one line naming the entry, exit 3."""
+    path = user_modules / "p.yaml"
+    path.write_text("heygen: {base_url: 'http://127.0.0.1:9', api_key: k-123456}\n"
+                    "input: {type: none}\noutputs: [{type: none}]\n"
+                    "processors:\n  - name: my_processors:Broken\n    args: {level: 3}\n")
+    args = [command, str(path)] + (["--no-status"] if command == "run" else [])
+    done = subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True, text=True,
+                          cwd=user_modules, env={**os.environ, "PYTHONPATH": f"{ROOT}:{user_modules}"},
+                          timeout=60)
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.splitlines() == [
+        f"{path}:5:11: processors[0].name: my_processors:Broken() failed: "
+        "RuntimeError: cannot start at level 3"]

@@ -56,6 +56,17 @@ def validate_command(args: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_CONFIG
     file, specs = loaded
+    # Each processor is built once (nothing connects): a constructor that raises is found
+    # here, not after a billed session has started.
+    problems = []
+    for processor in specs:
+        try:
+            processor.build()
+        except ConfigError as exc:
+            problems.append(str(exc))
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        return EXIT_CONFIG
     names = ", ".join(s.name for s in specs) or "none"
     outputs = ", ".join(o.type for o in file.outputs) or "none"
     print(f"{args.file}: ok (input {file.input.type}; processors {names}; outputs {outputs})")
@@ -102,7 +113,11 @@ async def _main(file: PipelineFile, specs: list[ProcessorSpec], args: argparse.N
             await stack.enter_async_context(emulator)
             base_url, api_key = emulator.base_url, "emulator-key"
             logger.info(f"Using the local HeyGen emulator at {base_url}")
-        agent = build(file, specs, base_dir=base_dir, base_url=base_url, api_key=api_key)
+        try:
+            agent = build(file, specs, base_dir=base_dir, base_url=base_url, api_key=api_key)
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            return EXIT_CONFIG
         return await _run(agent, args.duration, not args.no_status)
 
 

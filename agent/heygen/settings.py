@@ -23,10 +23,20 @@ def resolve_api_key(explicit: str | None = None) -> str | None:
     return os.environ.get(ENV_API_KEY) or None
 
 
+#: Said of a base URL that is not one. It never repeats the value: a key pasted into the
+#: wrong setting would otherwise be printed.
+NOT_A_BASE_URL = "expected an http:// or https:// URL"
+
+
+def is_base_url(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
 def resolve_base_url(explicit: str | None = None) -> str:
     """The REST base URL, checked and without a trailing slash."""
+    where = "base_url" if explicit else ENV_BASE_URL
     url = (explicit or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL).rstrip("/")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"HeyGen base URL must look like https://host[:port], got {url!r}")
+    if not is_base_url(url):
+        raise ValueError(f"HeyGen {where}: {NOT_A_BASE_URL}")
     return url

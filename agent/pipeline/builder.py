@@ -53,16 +53,6 @@ class Agent:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-def _with_paths_from(processor: ProcessorSpec, base_dir: Path) -> ProcessorSpec:
-    """A processor's ``path`` / ``*_path`` arguments are relative to the file too."""
-    args = {
-        key: str(resolve_path(value, base_dir))
-        if isinstance(value, str) and (key == "path" or key.endswith("_path")) else value
-        for key, value in processor.args.items()
-    }
-    return ProcessorSpec(processor.name, processor.cls, args)
-
-
 def build(
     file: PipelineFile,
     specs: list[ProcessorSpec],
@@ -72,8 +62,9 @@ def build(
     api_key: str | None = None,
 ) -> Agent:
     """Build the pipeline; ``specs`` are the file's processors, already resolved and
-    checked (see :func:`agent.pipeline.loader.load_agent_file`). ``base_url`` and
-    ``api_key`` override the file's (the emulator the command started)."""
+    checked, their paths resolved (see :func:`agent.pipeline.loader.load_agent_file`).
+    ``base_url`` and ``api_key`` override the file's (the emulator the command started).
+    A processor whose constructor raises is a one-line :class:`ConfigError`."""
     heygen = file.heygen
     key = api_key or (heygen.api_key.get_secret_value() if heygen.api_key else None)
     client = HeyGenClient(key, base_url=base_url or heygen.base_url)
@@ -106,7 +97,7 @@ def build(
     after: list[FrameProcessor] = []
     built = []
     for processor_spec in specs:
-        processor = _with_paths_from(processor_spec, base_dir).build()
+        processor = processor_spec.build()
         built.append(processor)
         if getattr(processor_spec.cls, "placement", None) == BEFORE_HEYGEN:
             before.append(processor)

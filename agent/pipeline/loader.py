@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import typing
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,18 @@ from pydantic import BaseModel, ValidationError
 from agent.media.wav_file import WavFileError, probe_wav
 from agent.pipeline.errors import ConfigError, Problem, did_you_mean
 from agent.pipeline.registry import ProcessorSpec, RegistryError, spec
-from agent.pipeline.schema import PipelineFile, ProcessorEntry, WavInput
+from agent.pipeline.schema import PipelineFile, WavInput
 
 Path_ = tuple[str | int, ...]
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+#: More values than any pipeline file needs: past it, YAML aliases are expanding without
+#: bound (a "billion laughs" file), and walking them would hang the command.
+MAX_VALUES = 100_000
+
+
+class _TooLarge(Exception):
+    def __init__(self, node: yaml.Node) -> None:
+        self.node = node
 
 
 class _Marks:
@@ -34,6 +43,8 @@ class _Marks:
         self.duplicates: list[tuple[Path_, tuple[int, int], int]] = []
 
     def walk(self, node: yaml.Node, path: Path_ = ()) -> None:
+        if len(self.value) >= MAX_VALUES:
+            raise _TooLarge(node)
         self.value[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
         if isinstance(node, yaml.MappingNode):
             for key_node, value_node in node.value:
@@ -97,17 +108,27 @@ def _load(
         raise fail(f"cannot read it: {exc}") from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         raise fail(f"not valid YAML: {exc.problem or exc.context}", line, column) from None
-    if node is None or data is None:
+    except yaml.YAMLError as exc:  # the reader's: characters YAML does not allow
+        line, column = _line_column(text, getattr(exc, "position", 0))
+        raise fail(f"not valid YAML: {str(exc).splitlines()[0]}", line, column) from None
+    if node is None:
+        raise fail("the file is empty; it needs at least a 'heygen' section")
+    marks = _Marks()
+    try:
+        marks.walk(node)
+    except _TooLarge as exc:
+        mark = exc.node.start_mark
+        raise fail(f"more than {MAX_VALUES} values: YAML aliases that expand without bound",
+                   mark.line + 1, mark.column + 1) from None
+    data = yaml.safe_load(text)
+    if data is None:
         raise fail("the file is empty; it needs at least a 'heygen' section")
     if not isinstance(data, dict):
         raise fail("the top level must be a mapping of sections (heygen, input, outputs...)")
-    marks = _Marks()
-    marks.walk(node)
 
     problems = [
         Problem(name, line, column, _display(path), f"duplicate key; already set on line {first}")
@@ -122,19 +143,24 @@ def _load(
     specs: list[ProcessorSpec] = []
     if resolve_processors:
         # Checked even when the rest of the file is wrong: one pass shows every problem.
-        entries = file.processors if file is not None else _processors_alone(data)
+        entries = file.processors if file is not None else _alone(data, "processors", [])
+        base_dir = path.resolve().parent
         for index, entry in enumerate(entries):
+            line, column = marks.at(("processors", index, "name"))
+            origin = Problem(name, line, column, f"processors[{index}].name", "")
             try:
-                specs.append(spec(entry.name, entry.args))
+                found = spec(entry.name, entry.args)
+                specs.append(replace(_with_paths_from(found, base_dir), origin=origin))
             except RegistryError as exc:
                 for key, message in exc.problems:
                     where: Path_ = ("processors", index, "args", key) if key else (
                         "processors", index, "name")
                     line, column = marks.at(where, key=key is not None)
                     problems.append(Problem(name, line, column, _display(where), message))
-    if check_input and file is not None and isinstance(file.input, WavInput):
+    source = file.input if file is not None else _alone(data, "input", None)
+    if check_input and isinstance(source, WavInput):
         try:
-            probe_wav(resolve_path(file.input.path, path.resolve().parent))
+            probe_wav(resolve_path(source.path, path.resolve().parent))
         except WavFileError as exc:
             line, column = marks.at(("input", "path"))
             problems.append(Problem(name, line, column, "input.path", str(exc)))
@@ -145,12 +171,31 @@ def _load(
     return file, specs
 
 
-def _processors_alone(data: dict[str, Any]) -> list[ProcessorEntry]:
-    """The processor entries when they are valid by themselves (else they were reported)."""
+def _with_paths_from(processor: ProcessorSpec, base_dir: Path) -> ProcessorSpec:
+    """A processor's ``path`` / ``*_path`` arguments are relative to the file too."""
+    args = {
+        key: str(resolve_path(value, base_dir))
+        if isinstance(value, str) and (key == "path" or key.endswith("_path")) else value
+        for key, value in processor.args.items()
+    }
+    return replace(processor, args=args)
+
+
+def _line_column(text: str, position: int) -> tuple[int, int]:
+    """1-based line and column of a character offset."""
+    line_start = text.rfind("\n", 0, position) + 1
+    return text.count("\n", 0, position) + 1, position - line_start + 1
+
+
+def _alone(data: dict[str, Any], section: str, otherwise: Any) -> Any:
+    """One section of a file whose other sections are wrong, when it is valid by itself
+    (else it was reported): its own checks still run, so one pass shows every problem."""
+    if data.get(section) is None:
+        return otherwise
     try:
-        return PipelineFile.model_validate({"processors": data.get("processors") or []}).processors
+        return getattr(PipelineFile.model_validate({section: data[section]}), section)
     except ValidationError:
-        return []
+        return otherwise
 
 
 def _interpolate(
@@ -221,6 +266,8 @@ def _message(error: Any, path: Path_) -> str:
         return f"'type' must be one of {expected}"
     if kind == "literal_error" or kind == "enum":
         return f"expected {error.get('ctx', {}).get('expected', error['msg'])}"
+    if kind == "value_error":  # our own validators: their words, not "Value error, ..."
+        return str(error.get("ctx", {}).get("error", error["msg"]))
     return str(error["msg"])
 
 

@@ -13,14 +13,17 @@ import importlib
 import inspect
 import os
 import sys
-from dataclasses import dataclass
+import traceback
+import typing
+from dataclasses import dataclass, replace
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 from pipecat.processors.frame_processor import FrameProcessor
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-from agent.pipeline.errors import did_you_mean
+from agent.pipeline.errors import ConfigError, Problem, did_you_mean
 
 ENTRY_POINT_GROUP = "heygen_agent.processors"
 
@@ -44,14 +47,24 @@ class RegistryError(ValueError):
 
 @dataclass(frozen=True)
 class ProcessorSpec:
-    """A processor class and the arguments it will be built with (already validated)."""
+    """A processor class and the arguments it will be built with (already validated);
+    ``origin`` is where a file named it, for errors (a problem with an empty message)."""
 
     name: str
     cls: type[FrameProcessor]
     args: dict[str, Any]
+    origin: Problem | None = None
 
     def build(self) -> FrameProcessor:
-        return self.cls(**self.args)
+        """The processor; a constructor that raises is a :class:`ConfigError` of one line
+        naming the file and entry (or a :class:`RegistryError` for a spec made in code)."""
+        try:
+            return self.cls(**self.args)
+        except Exception as exc:
+            message = f"{self.name}() failed: {_one_line(exc)}"
+            if self.origin is None:
+                raise RegistryError(message) from None
+            raise ConfigError([replace(self.origin, message=message)]) from None
 
 
 def known_names() -> list[str]:
@@ -81,6 +94,9 @@ def _load(target: str, name: str) -> type[FrameProcessor]:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise RegistryError(f"cannot import {module_name!r} for {name!r}: {exc}") from None
+    except Exception as exc:  # the module itself raised (or has a syntax error)
+        raise RegistryError(f"importing {module_name!r} for {name!r} failed: "
+                            f"{_one_line(exc)}{_where(exc)}") from None
     try:
         return _check_class(getattr(module, attr), name)
     except AttributeError:
@@ -94,35 +110,46 @@ def _check_class(obj: Any, name: str) -> type[FrameProcessor]:
 
 
 def arguments_model(cls: type[FrameProcessor]) -> type[BaseModel]:
-    """A pydantic model of ``cls.__init__``'s keyword arguments (``Any`` where untyped)."""
+    """A pydantic model of ``cls.__init__``'s keyword arguments (its own or the one it
+    inherits); ``Any`` where a parameter is untyped or its type cannot be resolved."""
+    init = cls.__init__
     fields: dict[str, Any] = {}
-    for parameter in list(inspect.signature(cls.__init__).parameters.values())[1:]:
+    for parameter in list(inspect.signature(init).parameters.values())[1:]:
         if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
             continue
-        annotation = parameter.annotation
-        if annotation is inspect.Parameter.empty:
-            annotation = Any
         default = ... if parameter.default is inspect.Parameter.empty else parameter.default
-        fields[parameter.name] = (annotation, default)
-    hints = _type_hints(cls)
-    for name in fields:
-        if name in hints:
-            fields[name] = (hints[name], fields[name][1])
+        fields[parameter.name] = (_resolved(parameter.annotation, init), default)
     config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
     return create_model(
         f"{cls.__name__}Arguments", __config__=config, **fields
     )
 
 
-def _type_hints(cls: type) -> dict[str, Any]:
-    """Resolved annotations (modules with ``from __future__ import annotations`` give
-    strings)."""
-    import typing
-
+def _resolved(annotation: Any, function: Any) -> Any:
+    """An annotation as a type. Modules with ``from __future__ import annotations`` give
+    strings, and a name imported only for type checkers (as Pipecat's own ``__init__``
+    does) cannot be resolved at all: such a parameter takes anything."""
+    if annotation is inspect.Parameter.empty:
+        return Any
+    if not isinstance(annotation, str):
+        return annotation
     try:
-        return typing.get_type_hints(vars(cls)["__init__"])
+        return eval(annotation, getattr(function, "__globals__", {}), dict(vars(typing)))
     except Exception:
-        return {}
+        return Any
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _where(exc: BaseException) -> str:
+    """`` (file.py:line)`` of the innermost frame that raised, or of a syntax error."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f" ({Path(exc.filename).name}:{exc.lineno})"
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
 
 
 def spec(name: str, args: dict[str, Any] | None) -> ProcessorSpec:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from agent.heygen.protocol import interactive as ia
 from agent.heygen.session import DEFAULT_KEEP_ALIVE_S
+from agent.heygen.settings import NOT_A_BASE_URL, is_base_url
 from agent.heygen.transport import HeyGenParams
 from agent.media.vad import VADSettings
 
@@ -36,6 +37,13 @@ class HeyGenSection(_Strict):
     #: Run the project's emulator (and a local LiveKit server) for this agent, and use it.
     emulator: bool = False
     session: SessionSettings = Field(default_factory=SessionSettings)
+
+    @field_validator("base_url")
+    @classmethod
+    def _a_url(cls, value: str | None) -> str | None:
+        if value is not None and not is_base_url(value):
+            raise ValueError(NOT_A_BASE_URL)
+        return value
 
 
 class MicrophoneInput(_Strict):
