@@ -22,6 +22,7 @@ class Reply:
     body: Any = field(default_factory=lambda: {"data": {}})
     delay_s: float = 0.0
     raw: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -66,5 +67,5 @@ class StubServer:
         if reply.delay_s:
             await asyncio.sleep(reply.delay_s)
         if reply.raw is not None:
-            return web.Response(status=reply.status, body=reply.raw)
-        return web.json_response(reply.body, status=reply.status)
+            return web.Response(status=reply.status, body=reply.raw, headers=reply.headers)
+        return web.json_response(reply.body, status=reply.status, headers=reply.headers)

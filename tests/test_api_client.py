@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 from loguru import logger
@@ -158,7 +160,7 @@ async def test_error_answers_are_typed(
     stub: StubServer, client: api.HeyGenClient, status: int, body: dict[str, object],
     error: type[api.APIError], retryable: bool,
 ) -> None:
-    stub.program("/v1/streaming.new", Reply(status=status, body=body))
+    stub.program("/v1/streaming.new", *[Reply(status=status, body=body)] * 3)
     with pytest.raises(error) as caught:
         await client.new_session(ia.NewSessionRequest())
     exc = caught.value
@@ -167,7 +169,9 @@ async def test_error_answers_are_typed(
     assert exc.code == body.get("code")
     assert exc.message == body["message"]
     assert str(exc).startswith(f"/v1/streaming.new: HTTP {status}")
-    assert len(stub.calls("/v1/streaming.new")) == 1, "a billable call is never retried"
+    # a billable call is sent again only when it was refused (429): nothing was created
+    sent = 1 + client.max_retries if status == 429 else 1
+    assert len(stub.calls("/v1/streaming.new")) == sent
 
 
 async def test_non_json_error_body_uses_reason(stub: StubServer, client: api.HeyGenClient) -> None:
@@ -180,6 +184,35 @@ async def test_repeatable_calls_are_retried(stub: StubServer, client: api.HeyGen
     stub.program("/v1/streaming.stop", Reply(status=503), Reply(status=500), Reply())
     await client.stop_session("s")
     assert len(stub.calls("/v1/streaming.stop")) == 3
+
+
+@pytest.mark.parametrize("path,call", [
+    ("/v1/streaming.create_token", lambda c: c.create_token()),
+    ("/v1/streaming.new", lambda c: c.new_session(ia.NewSessionRequest())),
+    ("/v1/streaming.start", lambda c: c.start_session("s")),
+])
+async def test_the_start_calls_are_retried_when_refused(
+    stub: StubServer, client: api.HeyGenClient, path: str, call: Any
+) -> None:
+    """429 and 503 mean the service did nothing: safe to send again, even ``new``; the
+    wait is the service's Retry-After."""
+    ok = NEW_ANSWER if path.endswith("new") else {"data": {"token": "t-1"}}
+    stub.program(path, Reply(status=429, body={"message": "slow down"},
+                             headers={"Retry-After": "0.3"}), Reply(status=503), Reply(body=ok))
+    started = time.monotonic()
+    await call(client)
+    assert len(stub.calls(path)) == 3
+    assert time.monotonic() - started >= 0.3, "Retry-After was honoured"
+
+
+@pytest.mark.parametrize("status", [500, 502, 504])
+async def test_start_is_not_retried_when_the_service_may_have_acted(
+    stub: StubServer, client: api.HeyGenClient, status: int
+) -> None:
+    stub.program("/v1/streaming.start", *[Reply(status=status)] * 3)
+    with pytest.raises(api.ServerError):
+        await client.start_session("s")
+    assert len(stub.calls("/v1/streaming.start")) == 1
 
 
 async def test_retries_give_up(stub: StubServer, client: api.HeyGenClient) -> None:
@@ -248,8 +281,12 @@ async def test_environment_is_honoured_and_explicit_wins(
     async with api.HeyGenClient(base_url="http://127.0.0.1:1") as client:
         assert client.base_url == "http://127.0.0.1:1"
     assert [s.headers["x-api-key"] for s in stub.seen] == ["sk-FROM-ENV-000000", KEY]
-    with pytest.raises(ValueError, match="base URL"):
-        api.HeyGenClient(KEY, base_url="api.heygen.com")
+    with pytest.raises(ValueError, match="base_url: expected an http") as caught:
+        api.HeyGenClient(KEY, base_url="sk-pasted-key-here-0000")
+    assert "sk-pasted-key-here-0000" not in str(caught.value), "the value is never echoed"
+    monkeypatch.setenv("HEYGEN_BASE_URL", "api.heygen.com")
+    with pytest.raises(ValueError, match="HEYGEN_BASE_URL: expected an http"):
+        api.HeyGenClient(KEY)
 
 
 async def test_no_secret_in_any_log_line_or_error(

@@ -215,11 +215,15 @@ async def test_fault_next_requests_fail(server: EmulatorServer) -> None:
     await set_faults(server, fail_next={"count": 2, "status": 503, "message": "injected"})
     async with api.HeyGenClient(KEY, base_url=server.base_url, max_retries=2) as client:
         await client.list_avatars()  # two failures, retried through
-        await set_faults(server, fail_next={"count": 1, "status": 429, "path": "/v1/streaming.new"})
+        await set_faults(server, fail_next={"count": 1, "status": 500, "path": "/v1/streaming.new"})
         await client.list_avatars()  # not that path: unaffected
-        with pytest.raises(api.RateLimitError):
-            await client.new_session(ia.NewSessionRequest())  # billable: not retried
+        with pytest.raises(api.ServerError):
+            await client.new_session(ia.NewSessionRequest())  # may have created: not retried
         await client.new_session(ia.NewSessionRequest())
+        await set_faults(server, fail_next={"count": 2, "status": 429, "path": "/v1/streaming.new"})
+        await client.new_session(ia.NewSessionRequest())  # refused: nothing created, retried
+    assert server.emulator.requests["/v1/streaming.new"] == 5
+    assert server.emulator.registry.counts()["created"] == 2
 
 
 async def test_faults_at_start_up() -> None:

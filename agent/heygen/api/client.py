@@ -1,17 +1,20 @@
 """Async client for HeyGen's Interactive Avatar REST API (heygen-protocol.md §1).
 
 One :class:`httpx.AsyncClient` (one connection pool) serves a client and every view
-derived from it with :meth:`HeyGenClient.with_session_token`. The client never retries a
-call that creates or re-does something billable (``new``, ``start``, ``task``,
-``create_token``); the ``repeatable`` ones (``stop``, ``keep_alive``, listings...) are
-retried on transport failures and retryable statuses, because a ``stop`` that gives up
-after one dropped packet leaks a session that is billed by the minute.
+derived from it with :meth:`HeyGenClient.with_session_token`. Retries follow each
+endpoint's ``retry`` rule: a call that creates or re-does something billable (``new``,
+``start``, ``task``) is sent again only when the service certainly did nothing with it
+(never reached, or 429/503); the others (``stop``, ``keep_alive``, ``create_token``,
+listings) on any failure that may pass, because a ``stop`` that gives up after one dropped
+packet leaks a session billed by the minute. Waits grow exponentially with full jitter
+(many clients retrying in step would hit the service together) and honour ``Retry-After``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import random
 import time
 from typing import Any, TypeVar
 
@@ -21,6 +24,7 @@ from pydantic import BaseModel, SecretStr
 
 from agent.heygen.api.errors import (
     ConfigurationError,
+    ConnectError,
     HeyGenError,
     InvalidResponseError,
     RequestTimeout,
@@ -39,6 +43,8 @@ DEFAULT_TIMEOUT_S = 15.0
 SYNC_TASK_TIMEOUT_S = 180.0
 DEFAULT_MAX_RETRIES = 2
 _BACKOFF_S = 0.25
+#: The longest ``Retry-After`` honoured; a longer one is the caller's to wait out.
+MAX_RETRY_AFTER_S = 30.0
 
 
 class HeyGenClient:
@@ -193,14 +199,14 @@ class HeyGenClient:
         *,
         request_timeout: float | None = None,
     ) -> Any:
-        attempts = 1 + (self.max_retries if endpoint.repeatable else 0)
+        attempts = 1 + self.max_retries
         for attempt in range(1, attempts + 1):
             try:
                 return await self._send_once(endpoint, body, request_timeout)
             except HeyGenError as exc:
-                if not exc.retryable or attempt == attempts:
+                if not may_retry(endpoint, exc) or attempt == attempts:
                     raise
-                delay = _BACKOFF_S * 2 ** (attempt - 1)
+                delay = retry_delay(attempt, exc)
                 logger.warning(f"HeyGen {endpoint.path}: {exc}; retry {attempt} in {delay:.2f}s")
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -218,6 +224,9 @@ class HeyGenClient:
                 headers=self._headers(endpoint),
                 timeout=timeout,
             )
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            reason = self._redact(str(exc)) or type(exc).__name__
+            raise ConnectError(f"{endpoint.path}: cannot connect: {reason}") from None
         except httpx.TimeoutException:
             raise RequestTimeout(f"{endpoint.path}: no answer within the timeout") from None
         except httpx.HTTPError as exc:
@@ -240,6 +249,7 @@ class HeyGenClient:
             status=response.status_code,
             code=error.code,
             message=self._redact(message),
+            retry_after=_retry_after(response),
         )
 
     def _headers(self, endpoint: ia.Endpoint) -> dict[str, str]:
@@ -250,6 +260,29 @@ class HeyGenClient:
                 f"{endpoint.path} needs a HeyGen API key: pass api_key or set HEYGEN_API_KEY"
             )
         return {ia.API_KEY_HEADER: self._api_key}
+
+
+def may_retry(endpoint: ia.Endpoint, error: HeyGenError) -> bool:
+    """Whether ``error`` from ``endpoint`` may be answered by sending the call again."""
+    if endpoint.retry == "always":
+        return error.retryable
+    return error.refused
+
+
+def retry_delay(attempt: int, error: HeyGenError) -> float:
+    """Seconds before retry ``attempt`` (1-based): what the service asked for, else an
+    exponential backoff with full jitter."""
+    if error.retry_after is not None:
+        return min(error.retry_after, MAX_RETRY_AFTER_S)
+    return random.uniform(0, _BACKOFF_S * 2**attempt)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """``Retry-After`` in seconds (the HTTP-date form is not used by HeyGen)."""
+    try:
+        return max(0.0, float(response.headers.get("Retry-After", "")))
+    except ValueError:
+        return None
 
 
 def _session(session_id: str) -> dict[str, Any]:

@@ -11,9 +11,15 @@ from agent.heygen.protocol import interactive
 
 
 class HeyGenError(Exception):
-    """Anything that went wrong talking to HeyGen."""
+    """Anything that went wrong talking to HeyGen.
+
+    ``retryable``: the same call may succeed later. ``refused``: the service certainly did
+    nothing with it (never reached, or it said so), so even a call that creates something
+    may be sent again. ``retry_after``: the seconds the service asked to wait, if it did."""
 
     retryable: bool = False
+    refused: bool = False
+    retry_after: float | None = None
 
 
 class ConfigurationError(HeyGenError):
@@ -26,8 +32,14 @@ class TransportError(HeyGenError):
     retryable = True
 
 
+class ConnectError(TransportError):
+    """The request never reached the service (refused, unreachable, no connection in time)."""
+
+    refused = True
+
+
 class RequestTimeout(TransportError):
-    """No answer in time."""
+    """No answer in time (the service may have acted on it)."""
 
 
 class InvalidResponseError(HeyGenError):
@@ -42,12 +54,17 @@ class APIError(HeyGenError):
     succeed if tried again.
     """
 
-    def __init__(self, *, endpoint: str, status: int, code: int | None, message: str) -> None:
+    def __init__(
+        self, *, endpoint: str, status: int, code: int | None, message: str,
+        retry_after: float | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.status = status
         self.code = code
         self.message = message
         self.retryable = status in (408, 429) or status >= 500
+        self.refused = status in (429, 503)
+        self.retry_after = retry_after
         code_part = f", code {code}" if code is not None else ""
         super().__init__(f"{endpoint}: HTTP {status}{code_part}: {message or 'no message'}")
 
@@ -83,7 +100,10 @@ _AUTH_CODES = {
 }
 
 
-def api_error(*, endpoint: str, status: int, code: int | None, message: str) -> APIError:
+def api_error(
+    *, endpoint: str, status: int, code: int | None, message: str,
+    retry_after: float | None = None,
+) -> APIError:
     """The most specific :class:`APIError` for an error answer."""
     cls: type[APIError]
     if status in (401, 403) or code in _AUTH_CODES:
@@ -100,4 +120,5 @@ def api_error(*, endpoint: str, status: int, code: int | None, message: str) -> 
         cls = ServerError
     else:
         cls = APIError
-    return cls(endpoint=endpoint, status=status, code=code, message=message)
+    return cls(endpoint=endpoint, status=status, code=code, message=message,
+               retry_after=retry_after)

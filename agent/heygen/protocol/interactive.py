@@ -45,32 +45,37 @@ Auth = Literal["api_key", "session"]
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     """One REST path. ``auth`` says which credential it takes: ``api_key`` only the
-    account key; ``session`` the key or a Bearer session token. ``repeatable`` calls
-    may be retried after a transport failure without creating or re-doing anything
-    that costs money."""
+    account key; ``session`` the key or a Bearer session token. ``retry`` says when a
+    failed call may be sent again without creating or re-doing anything that costs
+    money: ``always`` (it changes nothing, or the same thing again), ``when_refused``
+    (only when the service certainly did nothing: it was never reached, or it answered
+    429 or 503)."""
 
     name: str
     method: Literal["GET", "POST"]
     path: str
     auth: Auth
-    repeatable: bool
+    retry: Literal["always", "when_refused"]
 
 
-CREATE_TOKEN = Endpoint("create_token", "POST", "/v1/streaming.create_token", "api_key", False)
-NEW = Endpoint("new", "POST", "/v1/streaming.new", "session", False)
-START = Endpoint("start", "POST", "/v1/streaming.start", "session", False)
-TASK = Endpoint("task", "POST", "/v1/streaming.task", "session", False)
-INTERRUPT = Endpoint("interrupt", "POST", "/v1/streaming.interrupt", "session", True)
-KEEP_ALIVE = Endpoint("keep_alive", "POST", "/v1/streaming.keep_alive", "session", True)
+# A token costs nothing and serves one session: a second one is as good as the first.
+CREATE_TOKEN = Endpoint("create_token", "POST", "/v1/streaming.create_token", "api_key", "always")
+NEW = Endpoint("new", "POST", "/v1/streaming.new", "session", "when_refused")
+START = Endpoint("start", "POST", "/v1/streaming.start", "session", "when_refused")
+TASK = Endpoint("task", "POST", "/v1/streaming.task", "session", "when_refused")
+INTERRUPT = Endpoint("interrupt", "POST", "/v1/streaming.interrupt", "session", "always")
+KEEP_ALIVE = Endpoint("keep_alive", "POST", "/v1/streaming.keep_alive", "session", "always")
 START_LISTENING = Endpoint(
-    "start_listening", "POST", "/v1/streaming.start_listening", "session", True
+    "start_listening", "POST", "/v1/streaming.start_listening", "session", "always"
 )
-STOP_LISTENING = Endpoint("stop_listening", "POST", "/v1/streaming.stop_listening", "session", True)
-STOP = Endpoint("stop", "POST", "/v1/streaming.stop", "session", True)
-LIST_SESSIONS = Endpoint("list", "GET", "/v1/streaming.list", "api_key", True)
-LIST_AVATARS = Endpoint("avatar_list", "GET", "/v1/streaming/avatar.list", "api_key", True)
-LIST_VOICES = Endpoint("voice_list", "GET", "/v1/voice.list", "api_key", True)
-LIST_VOICES_V2 = Endpoint("voices_v2", "GET", "/v2/voices", "api_key", True)
+STOP_LISTENING = Endpoint(
+    "stop_listening", "POST", "/v1/streaming.stop_listening", "session", "always"
+)
+STOP = Endpoint("stop", "POST", "/v1/streaming.stop", "session", "always")
+LIST_SESSIONS = Endpoint("list", "GET", "/v1/streaming.list", "api_key", "always")
+LIST_AVATARS = Endpoint("avatar_list", "GET", "/v1/streaming/avatar.list", "api_key", "always")
+LIST_VOICES = Endpoint("voice_list", "GET", "/v1/voice.list", "api_key", "always")
+LIST_VOICES_V2 = Endpoint("voices_v2", "GET", "/v2/voices", "api_key", "always")
 
 ENDPOINTS: tuple[Endpoint, ...] = (
     CREATE_TOKEN,
