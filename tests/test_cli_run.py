@@ -78,11 +78,12 @@ async def test_demo_yaml_runs_end_to_end(livekit_server: LiveKitServer, tmp_path
     avatar = [line["text"] for line in lines if line["who"] == "avatar"]
     assert len(user) == 1 and user[0].endswith(" seconds of speech)")
     heard_s = user[0][1:].split()[0]
-    # The greeting starts at once; the user starts talking a second later, over it, and
-    # the local VAD's barge-in cuts the greeting short. Then the answer to the turn.
+    # The greeting, then the answer to the turn. The user starts a second after the run
+    # does: over the greeting (the barge-in cuts it short) or after it, as fast as the
+    # session started; test_barge_in_cuts_the_avatar_short pins the barge-in itself.
     greeting = "Hello! I am the emulated HeyGen avatar. Say something and I will answer."
     assert len(avatar) == 2 and avatar[1] == f"I heard {heard_s} seconds of speech."
-    assert greeting.startswith(avatar[0]) and len(avatar[0]) < len(greeting)
+    assert greeting.startswith(avatar[0])
     assert "stopped (pipeline" in err
 
 

@@ -4,6 +4,7 @@ answers in a real LiveKit room and its video, voice and transcripts come back as
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,11 +13,14 @@ import pytest
 from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
     BotStoppedSpeakingFrame,
+    CancelFrame,
+    EndFrame,
     Frame,
     InputAudioRawFrame,
     InterimTranscriptionFrame,
     OutputAudioRawFrame,
     OutputImageRawFrame,
+    StartFrame,
     TextFrame,
     TranscriptionFrame,
     TTSTextFrame,
@@ -30,12 +34,13 @@ from agent.emulator.livekit_server import LiveKitServer
 from agent.emulator.server import EmulatorServer
 from agent.emulator.video import read_stamp
 from agent.heygen import api
-from agent.heygen.frames import I420, HeyGenAvatarTranscriptFrame
+from agent.heygen.frames import I420, HeyGenAvatarTranscriptFrame, HeyGenSpeakFrame
 from agent.heygen.protocol import interactive as ia
 from agent.heygen.protocol import voice_chat as vc
 from agent.heygen.session import SessionOptions
 from agent.heygen.transport import HeyGenParams, HeyGenTransport
 from agent.media.vad import silero_vad
+from agent.media.wav_file import read_wav
 from agent.media.wav_source import WavFileInput
 from tests.pipeline_helpers import Collector, run_until
 from tests.speech import speech_wav
@@ -297,6 +302,67 @@ async def test_push_to_talk(emulator: EmulatorServer, livekit_voice: bool) -> No
     plain = HeyGenSession(client, SessionOptions())
     with pytest.raises(RuntimeError, match="push-to-talk"):
         await plain.push_to_talk(True)
+
+
+class Microphone(FrameProcessor):
+    """A microphone the test speaks into when it chooses: silence until :meth:`say`."""
+
+    def __init__(self, sample_rate: int) -> None:
+        super().__init__()
+        self.sample_rate = sample_rate
+        self._speech = b""
+        self._task: asyncio.Task[None] | None = None
+
+    def say(self, pcm: bytes) -> None:
+        self._speech = pcm
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, EndFrame | CancelFrame) and self._task is not None:
+            await self.cancel_task(self._task)
+        await self.push_frame(frame, direction)
+        if isinstance(frame, StartFrame):
+            self._task = self.create_task(self._stream(), "test-microphone")
+
+    async def _stream(self) -> None:
+        step = self.sample_rate // 50 * 2  # 20 ms
+        while True:
+            piece, self._speech = self._speech[:step], self._speech[step:]
+            await self.push_frame(InputAudioRawFrame(audio=piece.ljust(step, b"\0"),
+                                                     sample_rate=self.sample_rate,
+                                                     num_channels=1))
+            await asyncio.sleep(0.02)
+
+
+async def test_barge_in_cuts_the_avatar_short(emulator: EmulatorServer, tmp_path: Path) -> None:
+    """The user speaks while the avatar does: the local VAD hears them and the transport
+    interrupts the avatar at once, before HeyGen's own detection would."""
+    wav = tmp_path / "interrupt.wav"
+    speech_wav(wav, "Wait, stop, I have a question.")
+    speech, rate, _ = read_wav(wav)
+    long_text = "This is a long story that the user will not let the avatar finish. " * 4
+    client = api.HeyGenClient("barge-key-123456", base_url=emulator.base_url)
+    transport = HeyGenTransport(client=client)
+    microphone = Microphone(rate)
+
+    @transport.event_handler("on_session_started")
+    async def started(t: HeyGenTransport, session_id: str) -> None:
+        await transport.output().queue_frame(HeyGenSpeakFrame(text=long_text))
+
+    @transport.event_handler("on_avatar_started_speaking")
+    async def speaking(t: HeyGenTransport) -> None:
+        microphone.say(speech)
+
+    collector = Collector()
+    await run_until([microphone, silero_vad(), transport.output(), transport.input(), collector],
+                    collector.until(lambda: collector.count(BotStoppedSpeakingFrame) >= 1),
+                    "the avatar stopped speaking")
+    await client.aclose()
+    session = next(iter(emulator.emulator.registry))
+    assert emulator.emulator.requests["/v1/streaming.interrupt"] == 1, "the barge-in"
+    said = " ".join(f.text for f in collector.of(TTSTextFrame))  # type: ignore[attr-defined]
+    assert long_text.startswith(said) and len(said) < len(long_text) / 2, "cut short"
+    assert session.state.value == "stopped"
 
 
 class AskOnce(FrameProcessor):
