@@ -11,11 +11,18 @@ import pytest
 
 from agent.emulator.config import EmulatorConfig
 from agent.emulator.faults import FaultSettings
+from agent.emulator.livekit_server import LiveKitServer
 from agent.emulator.server import EmulatorServer
 from agent.heygen import api
 from agent.heygen.protocol import interactive as ia
 from agent.heygen.protocol import voice_chat as vc
-from agent.heygen.session import HeyGenSession, SessionListener, SessionOptions, SessionState
+from agent.heygen.session import (
+    HeyGenSession,
+    SessionAborted,
+    SessionListener,
+    SessionOptions,
+    SessionState,
+)
 from tests.waiting import eventually, within
 
 KEY = "session-test-key-1234"
@@ -245,3 +252,85 @@ async def test_a_session_heygen_ends_is_stopped_here_too() -> None:
         assert session.state is SessionState.STOPPED
         assert listener.stopped == [reason]
         assert server.emulator.registry.counts()["expired"] == 1
+
+
+async def test_stop_while_starting_cancels_the_start_and_stops_what_it_created(
+    server: EmulatorServer, client: api.HeyGenClient
+) -> None:
+    """A stop from elsewhere (a signal handler, a pipeline ending) while ``new`` is at the
+    service: the session HeyGen creates is stopped, and start() says why it ended."""
+    server.emulator.faults.apply(FaultSettings(latency_ms=500))
+    session = HeyGenSession(client, NO_MEDIA)
+    starting = asyncio.create_task(session.start())
+    await within(server.emulator.requests.reach("/v1/streaming.new"), "new arrived")
+    await within(session.stop(reason="interrupted"), "stop() returned")
+    with pytest.raises(SessionAborted, match="stopped while starting: interrupted"):
+        await within(starting, "start() returned")
+    assert counts(server)["created"] == counts(server)["stopped"] == 1
+    assert counts(server)["open"] == 0
+    assert await session.wait_stopped() == "interrupted"
+    assert server.emulator.requests["/v1/streaming.start"] == 0
+
+
+async def test_a_failing_stop_is_retried_until_heygen_confirms_it(
+    server: EmulatorServer, client: api.HeyGenClient
+) -> None:
+    session = HeyGenSession(client, NO_MEDIA)
+    await session.start()
+    server.emulator.faults.apply(FaultSettings.model_validate(
+        {"fail_next": {"status": 503, "count": 3, "path": "/v1/streaming.stop"}}))
+    await within(session.stop(), "stop() returned")
+    assert server.emulator.requests["/v1/streaming.stop"] == 4
+    assert counts(server)["open"] == 0 and session.stop_error is None
+
+
+async def test_a_stop_that_never_succeeds_is_reported_not_dropped(
+    server: EmulatorServer, client: api.HeyGenClient
+) -> None:
+    session = HeyGenSession(client, SessionOptions(livekit=False, keep_alive_interval_s=None,
+                                                   stop_deadline_s=1.0))
+    await session.start()
+    server.emulator.faults.apply(FaultSettings.model_validate(
+        {"fail_next": {"status": 503, "count": 1000, "path": "/v1/streaming.stop"}}))
+    await within(session.stop(), "stop() gave up at its deadline")
+    assert session.stop_error is not None and "HTTP 503" in session.stop_error
+    assert counts(server)["open"] == 1, "it is still open at HeyGen: the caller must know"
+    assert session.state is SessionState.STOPPED
+
+
+@pytest.mark.livekit
+@pytest.mark.parametrize("fault", ["avatar-leaves", "livekit-dies"])
+async def test_lost_media_ends_the_session_with_a_reason(
+    livekit_server: LiveKitServer, fault: str
+) -> None:
+    """The avatar leaves and does not come back within the grace time, or the LiveKit
+    server goes away for good: the billed session is stopped, and the reason says why."""
+    class Tracks(Recorder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.video = asyncio.Event()
+
+        async def on_track(self, track: object, participant: object) -> None:
+            self.video.set()
+
+    config = EmulatorConfig(livekit=livekit_server.settings)
+    async with EmulatorServer(config) as emulator, api.HeyGenClient(
+        "media-key-123456", base_url=emulator.base_url
+    ) as client:
+        listener = Tracks()
+        # (a dying server also takes the avatar: a long grace shows the connection's end)
+        grace = 0.5 if fault == "avatar-leaves" else 300
+        options = SessionOptions(keep_alive_interval_s=None, media_grace_s=grace)
+        session = HeyGenSession(client, options, listener)
+        await session.start()
+        await within(listener.video.wait(), "the avatar's media")
+        if fault == "avatar-leaves":
+            await emulator.emulator.runtimes[session.session_id or ""].avatar.leave()
+            expected = "the avatar left the room and did not come back within 0.5 s"
+        else:
+            await livekit_server.stop()
+            expected = "LiveKit connection lost"
+        reason = await within(session.wait_stopped(), "the session ended by itself", 90)
+        assert reason.startswith(expected), reason
+        assert emulator.emulator.registry.counts()["stopped"] == 1
+        assert emulator.emulator.registry.counts()["open"] == 0

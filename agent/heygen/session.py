@@ -3,7 +3,10 @@
 ``create_token`` → ``new`` → ``start`` → LiveKit and the voice-chat socket, connected
 concurrently → keep-alive on a timer → ``stop``. HeyGen bills every open minute, so the
 rule this module exists to keep is: once ``new`` has answered, ``stop`` is sent on every
-way out — success, error at any later step, cancellation, or a crash of a background task.
+way out — success, error at any later step, cancellation, a :meth:`stop` from elsewhere
+while starting, a crash of a background task, or media lost for good — and retried until
+HeyGen confirms it or a deadline passes; a stop it could not confirm is said, with the
+session's id (:attr:`HeyGenSession.stop_error`), never silently dropped.
 
 The session knows nothing of Pipecat; :class:`~agent.heygen.transport.HeyGenTransport`
 turns its callbacks into frames. It is usable on its own from plain asyncio code.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -26,6 +30,7 @@ from websockets.asyncio.client import connect as ws_connect
 
 from agent.heygen.api import HeyGenClient, HeyGenError, SessionStateError
 from agent.heygen.chunker import AudioChunker
+from agent.heygen.ledger import SessionLedger
 from agent.heygen.protocol import ProtocolError
 from agent.heygen.protocol import interactive as ia
 from agent.heygen.protocol import room_events as rev
@@ -41,6 +46,15 @@ VOICE_CHAT_RECONNECTS = 3
 #: With the LiveKit voice transport: user audio (512-sample chunks, about 1 s) waiting for
 #: the track; beyond it the oldest goes, rather than the user's words arriving ever later.
 MICROPHONE_QUEUE_CHUNKS = 32
+#: How long ``streaming.stop`` is retried before the session is reported as left open.
+DEFAULT_STOP_DEADLINE_S = 20.0
+#: How long the room may be without the avatar before the session is given up (HeyGen's
+#: media side restarting takes a few seconds; a billed session showing nothing must end).
+DEFAULT_MEDIA_GRACE_S = 10.0
+
+
+class SessionAborted(HeyGenError):
+    """:meth:`HeyGenSession.stop` was called while the session was starting."""
 
 
 class SessionState(StrEnum):
@@ -64,6 +78,11 @@ class SessionOptions:
     push_to_talk: bool = False
     keep_alive_interval_s: float | None = DEFAULT_KEEP_ALIVE_S
     connect_timeout_s: float = 20.0
+    stop_deadline_s: float = DEFAULT_STOP_DEADLINE_S
+    media_grace_s: float = DEFAULT_MEDIA_GRACE_S
+    #: Record the session locally until its stop is confirmed, and stop sessions that a
+    #: killed process of this key left behind (see :mod:`agent.heygen.ledger`).
+    record: bool = True
 
     def __post_init__(self) -> None:
         # The socket URL carries its credential; a short-lived token may travel there,
@@ -126,6 +145,14 @@ class HeyGenSession:
         self._send_lock = asyncio.Lock()
         self._stop_reason = ""
         self._stopped = asyncio.Event()
+        self._starting: asyncio.Task[Any] | None = None
+        self._abort_reason: str | None = None
+        self._avatars: set[str] = set()  # remote participants that published media
+        self._media_watch: asyncio.TimerHandle | None = None
+        self._ledger = SessionLedger() if self.options.record else None
+        #: Why the last ``streaming.stop`` could not be confirmed (the session may still be
+        #: open and billed), or ``None`` when it was, or nothing needed stopping.
+        self.stop_error: str | None = None
 
     # ------------------------------------------------------------------ life
 
@@ -140,17 +167,31 @@ class HeyGenSession:
         if self.state is not SessionState.IDLE:
             raise RuntimeError(f"session already {self.state}")
         self.state = SessionState.STARTING
+        self._starting = asyncio.current_task()
         try:
             await self._start_sequence()
         except BaseException as exc:
             # Whatever failed, and even on cancellation, a created session is stopped.
-            await self.stop(reason=f"start failed: {type(exc).__name__}")
+            aborted = self._abort_reason
+            # HeyGen's status and message are the reason (errors here are redacted)
+            cause = str(exc) if isinstance(exc, HeyGenError) else type(exc).__name__
+            await self.stop(reason=aborted or f"start failed: {cause}")
+            if aborted is not None and isinstance(exc, asyncio.CancelledError):
+                task = asyncio.current_task()
+                if task is not None and task.uncancel() == 0:  # the cancel was ours alone
+                    raise SessionAborted(f"stopped while starting: {aborted}") from None
             raise
+        finally:
+            self._starting = None
         self.state = SessionState.RUNNING
+        if self.options.livekit and not self._avatars:
+            self._watch_media(f"the avatar's media did not arrive within "
+                              f"{self.options.media_grace_s:g} s")
         await self._notify(self.listener.on_started(self))
 
     async def _start_sequence(self) -> None:
         opts = self.options
+        await self._stop_left_behind()
         if opts.use_session_token:
             token = await self._root_client.create_token()
             self._token = token.get_secret_value()
@@ -159,6 +200,9 @@ class HeyGenSession:
         # session; wait for its id so that it can be stopped, then honour the cancel.
         info, cancelled = await _despite_cancel(self._client.new_session(opts.request))
         self.info, self.session_id = info, info.session_id
+        if self._ledger is not None:
+            self._ledger.add(info.session_id, self._root_client.base_url,
+                             self._root_client.key_fingerprint)
         if cancelled:
             raise asyncio.CancelledError
         logger.info(f"HeyGen session {self.session_id} created")
@@ -185,8 +229,18 @@ class HeyGenSession:
         if self.state in (SessionState.STOPPING, SessionState.STOPPED):
             await self._stopped.wait()
             return
-        self.state = SessionState.STOPPING
         caller = asyncio.current_task()
+        starting = self._starting
+        if starting is not None and starting is not caller and not starting.done():
+            # start() is in flight elsewhere: cancel it; its own way out stops what it
+            # created (it alone knows whether ``new`` has answered).
+            self._abort_reason = reason
+            starting.cancel()
+            _, cancelled = await _despite_cancel(self._stopped.wait())
+            if cancelled:
+                raise asyncio.CancelledError
+            return
+        self.state = SessionState.STOPPING
         _, cancelled = await _despite_cancel(self._shut_down(reason, caller))
         if cancelled:
             raise asyncio.CancelledError
@@ -203,20 +257,67 @@ class HeyGenSession:
         if self._ws is not None:
             with contextlib.suppress(Exception):
                 await self._ws.close()
+        if self._media_watch is not None:
+            self._media_watch.cancel()
         if self.room is not None:
             with contextlib.suppress(Exception):
                 await self.room.disconnect()
         if self.session_id is not None:
-            try:
-                await self._client.stop_session(self.session_id)
-                logger.info(f"HeyGen session {self.session_id} stopped ({reason})")
-            except SessionStateError:
-                logger.info(f"HeyGen session {self.session_id} had already ended ({reason})")
-            except HeyGenError as exc:
-                logger.error(f"HeyGen session {self.session_id}: stop failed: {exc}")
+            await self._stop_until_confirmed(self.session_id, reason)
         self.state = SessionState.STOPPED
         self._stopped.set()
         await self._notify(self.listener.on_stopped(reason))
+
+    async def _stop_until_confirmed(self, session_id: str, reason: str) -> None:
+        """``streaming.stop`` until HeyGen confirms it (or says the session had ended),
+        retried with backoff while the error may pass, up to the stop deadline."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options.stop_deadline_s
+        attempt = 0
+        while True:
+            try:
+                await self._client.stop_session(session_id)
+                logger.info(f"HeyGen session {session_id} stopped ({reason})")
+                self._forget(session_id)
+                return
+            except SessionStateError:
+                logger.info(f"HeyGen session {session_id} had already ended ({reason})")
+                self._forget(session_id)
+                return
+            except HeyGenError as exc:
+                attempt += 1
+                delay = random.uniform(0.5, 1.0) * min(2.0**attempt, 8.0)
+                if not exc.retryable or loop.time() + delay > deadline:
+                    self.stop_error = str(exc)
+                    logger.error(f"HeyGen session {session_id} may still be open (billed): "
+                                 f"stop failed: {exc}")
+                    return
+                logger.warning(f"HeyGen session {session_id}: stop failed ({exc}); "
+                               f"retrying in {delay:.1f} s")
+                await asyncio.sleep(delay)
+
+    def _forget(self, session_id: str) -> None:
+        if self._ledger is not None:
+            self._ledger.remove(session_id)
+
+    async def _stop_left_behind(self) -> None:
+        """Stop the sessions a killed process of this key left open (best effort: a
+        failure here is logged and the record kept for next time)."""
+        if self._ledger is None:
+            return
+        root = self._root_client
+        for record in self._ledger.left_behind(root.base_url, root.key_fingerprint):
+            try:
+                await root.stop_session(record.session_id)
+                logger.warning(f"stopped HeyGen session {record.session_id}, left open by "
+                               f"process {record.pid} (it ended without stopping it)")
+            except SessionStateError:
+                pass  # it had ended by itself (idle timeout)
+            except HeyGenError as exc:
+                logger.warning(f"HeyGen session {record.session_id} left by process "
+                               f"{record.pid} could not be stopped yet: {exc}")
+                continue
+            self._ledger.remove(record.session_id)
 
     async def wait_stopped(self) -> str:
         await self._stopped.wait()
@@ -322,6 +423,10 @@ class HeyGenSession:
 
         @room.on("track_subscribed")
         def _track(track: rtc.Track, _pub: Any, participant: rtc.RemoteParticipant) -> None:
+            self._avatars.add(participant.identity)
+            if self._media_watch is not None:  # it came back in time
+                self._media_watch.cancel()
+                self._media_watch = None
             self._spawn(self._notify(self.listener.on_track(track, participant)), "heygen-track")
 
         # One queue and one consumer: HeyGen's events mean something only in order.
@@ -340,17 +445,32 @@ class HeyGenSession:
             self._spawn(
                 self._notify(self.listener.on_avatar_left(participant.identity)), "heygen-left"
             )
+            self._avatars.discard(participant.identity)
+            if not self._avatars and self.state is SessionState.RUNNING:
+                self._watch_media(f"the avatar left the room and did not come back within "
+                                  f"{self.options.media_grace_s:g} s")
 
         @room.on("disconnected")
         def _disconnected(reason: Any) -> None:
             if self.state is SessionState.RUNNING:
+                # LiveKit gave up reconnecting: no media will come; end the billed session.
+                why = f"LiveKit connection lost ({_reason_name(reason)})"
                 self._spawn(
-                    self._notify(self.listener.on_connection_lost("livekit", str(reason))),
+                    self._notify(self.listener.on_connection_lost("livekit", why)),
                     "heygen-lk-lost",
                 )
+                self._spawn(self.stop(reason=why), "heygen-stop")
 
         await room.connect(self.info.url, self.info.access_token.get_secret_value())
         logger.debug(f"HeyGen session {self.session_id}: LiveKit room joined")
+
+    def _watch_media(self, reason: str) -> None:
+        """Stop the session unless the avatar's media is back within the grace time."""
+        if self._media_watch is None:
+            self._media_watch = asyncio.get_running_loop().call_later(
+                self.options.media_grace_s,
+                lambda: self._spawn(self.stop(reason=reason), "heygen-stop"),
+            )
 
     async def _publish_microphone(self) -> None:
         assert self.room is not None
@@ -470,6 +590,14 @@ class HeyGenSession:
             await call
         except Exception as exc:
             logger.exception(f"HeyGen session listener failed: {exc}")
+
+
+def _reason_name(reason: Any) -> str:
+    """A LiveKit disconnect reason (a protobuf enum number) by name."""
+    try:
+        return str(rtc.DisconnectReason.Name(reason))
+    except (ValueError, TypeError, AttributeError):
+        return str(reason)
 
 
 async def _all_or_nothing(calls: list[Awaitable[None]]) -> None:
