@@ -1,4 +1,8 @@
-"""The ``heygen-agent`` command."""
+"""The ``heygen-agent`` command.
+
+This module imports nothing but the standard library at its top: everything else loads
+inside :func:`main`, where a Ctrl-C is an exit code (130), not an import traceback.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from loguru import logger
-
 from agent import __version__
-from agent.commands import account, emulate, run
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -23,6 +24,8 @@ EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from agent.commands import account, emulate, run
+
     parser = argparse.ArgumentParser(
         prog="heygen-agent",
         description="HeyGen streaming avatars in Pipecat voice pipelines.",
@@ -46,17 +49,19 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # Quiet by default: a command's output is its answer; `run` takes its level from
-    # the pipeline file, and HEYGEN_LOG_LEVEL overrides both.
-    logger.remove()
-    logger.add(sys.stderr, level=os.environ.get("HEYGEN_LOG_LEVEL", "WARNING"))
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    handler: Command | None = getattr(args, "handler", None)
-    if handler is None:
-        parser.print_help()
-        return EXIT_USAGE
     try:
+        from loguru import logger
+
+        # Quiet by default: a command's output is its answer; `run` takes its level from
+        # the pipeline file, and HEYGEN_LOG_LEVEL overrides both.
+        logger.remove()
+        logger.add(sys.stderr, level=os.environ.get("HEYGEN_LOG_LEVEL", "WARNING"))
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        handler: Command | None = getattr(args, "handler", None)
+        if handler is None:
+            parser.print_help()
+            return EXIT_USAGE
         return handler(args)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

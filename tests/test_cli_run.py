@@ -84,7 +84,7 @@ async def test_demo_yaml_runs_end_to_end(livekit_server: LiveKitServer, tmp_path
     greeting = "Hello! I am the emulated HeyGen avatar. Say something and I will answer."
     assert len(avatar) == 2 and avatar[1] == f"I heard {heard_s} seconds of speech."
     assert greeting.startswith(avatar[0])
-    assert "stopped (pipeline" in err
+    assert "stopped (interrupted by SIGINT)" in err
 
 
 @pytest.mark.livekit
@@ -197,7 +197,10 @@ async def test_run_exits_1_with_one_line_when_the_session_cannot_start(tmp_path:
                           "input: {type: none}\noutputs: [{type: none}]\n")
         code, _, err = await heygen_agent("run", str(config), "--no-status")
     assert code == 1, err
-    assert err.splitlines()[-1].startswith("heygen-agent: the HeyGen session ended: start failed")
+    # one line, with HeyGen's status, code and message
+    assert err.splitlines()[-1] == (
+        "heygen-agent: the HeyGen session ended: start failed: /v1/streaming.create_token: "
+        "HTTP 401, code 40009: Invalid credentials")
     assert "wrong-key-123" not in err
 
 

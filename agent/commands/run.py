@@ -91,7 +91,9 @@ def run_command(args: argparse.Namespace) -> int:
         file.input = WavInput(type="wav", path=str(args.input_wav.resolve()), lead_in_s=1.0)
     logger.remove()
     logger.add(sys.stderr, level=os.environ.get("HEYGEN_LOG_LEVEL", file.logging.level))
-    return asyncio.run(_main(file, specs, args))
+    from agent.commands.supervisor import run_bounded
+
+    return run_bounded(lambda: _main(file, specs, args))
 
 
 async def _main(file: PipelineFile, specs: list[ProcessorSpec], args: argparse.Namespace) -> int:
@@ -122,44 +124,20 @@ async def _main(file: PipelineFile, specs: list[ProcessorSpec], args: argparse.N
 
 
 async def _run(agent: Agent, duration: float | None, status: bool) -> int:
-    from pipecat.workers.runner import WorkerRunner
+    from agent.commands.supervisor import Supervisor
 
-    failures: list[str] = []
-
-    async def ended(transport: object, reason: str) -> None:
-        if not reason.startswith("pipeline"):  # not ended by us: failed, lost or expired
-            failures.append(reason)
-
-    agent.transport.add_event_handler("on_session_ended", ended)
-
-    runner = WorkerRunner(handle_sigint=True, handle_sigterm=True)
-    await runner.add_workers(agent.worker)
-    tasks = [asyncio.create_task(runner.run())]
+    status_line = None
     if status and sys.stderr.isatty():
-        tasks.append(asyncio.create_task(_status_line(agent, sys.stderr)))
-    if duration is not None:
-        tasks.append(asyncio.create_task(_stop_after(agent, duration)))
+        status_line = asyncio.create_task(_status_line(agent, sys.stderr))
     try:
-        await tasks[0]
+        code = await Supervisor(agent, duration).run(agent.worker)
     finally:
-        for task in tasks[1:]:
-            task.cancel()
+        if status_line is not None:
+            status_line.cancel()
         await agent.client.aclose()
     if agent.viewer is None and agent.recorder is not None:
         print(f"recording: {agent.recorder.path}", file=sys.stderr)
-    session = agent.transport.session
-    if failures or session.session_id is None:
-        reason = failures[0] if failures else "not started"
-        print(f"heygen-agent: the HeyGen session ended: {reason}", file=sys.stderr)
-        return EXIT_ERROR
-    return EXIT_OK
-
-
-async def _stop_after(agent: Agent, seconds: float) -> None:
-    from pipecat.frames.frames import EndFrame
-
-    await asyncio.sleep(seconds)
-    await agent.worker.queue_frame(EndFrame())
+    return code
 
 
 def status_text(agent: Agent, started: float) -> str:

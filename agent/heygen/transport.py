@@ -184,7 +184,7 @@ class HeyGenTransport(BaseTransport):
                 await self.session.start()
             except Exception as exc:
                 message = f"HeyGen session could not start: {exc}"
-                logger.error(message)
+                # push_error logs it (Pipecat's way): once is enough
                 await processor.push_error(message, exc, force_treat_as_permanent=True)
                 await processor.push_frame(EndWorkerFrame(reason=message))
 

@@ -76,6 +76,8 @@ def build(
         request=request,
         push_to_talk=session.push_to_talk,
         keep_alive_interval_s=session.keep_alive_interval_s,
+        stop_deadline_s=session.stop_deadline_s,
+        media_grace_s=session.media_grace_s,
     )
     params = HeyGenParams.model_validate(file.video.model_dump()) if file.video else HeyGenParams()
     transport = HeyGenTransport(client=client, session_options=options, params=params)

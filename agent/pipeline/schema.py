@@ -12,7 +12,11 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from agent.heygen.protocol import interactive as ia
-from agent.heygen.session import DEFAULT_KEEP_ALIVE_S
+from agent.heygen.session import (
+    DEFAULT_KEEP_ALIVE_S,
+    DEFAULT_MEDIA_GRACE_S,
+    DEFAULT_STOP_DEADLINE_S,
+)
 from agent.heygen.settings import NOT_A_BASE_URL, is_base_url
 from agent.heygen.transport import HeyGenParams
 from agent.media.vad import VADSettings
@@ -27,6 +31,10 @@ class SessionSettings(ia.NewSessionRequest):
 
     push_to_talk: bool = False
     keep_alive_interval_s: float | None = Field(DEFAULT_KEEP_ALIVE_S, gt=0)
+    #: how long a failing ``streaming.stop`` is retried before the run says it is open
+    stop_deadline_s: float = Field(DEFAULT_STOP_DEADLINE_S, gt=0)
+    #: how long the avatar may be gone from the room before the session is ended
+    media_grace_s: float = Field(DEFAULT_MEDIA_GRACE_S, gt=0)
 
 
 class HeyGenSection(_Strict):

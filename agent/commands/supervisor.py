@@ -1,0 +1,210 @@
+"""Runs one agent's pipeline so that nothing can keep the process from ending.
+
+A pipeline can wedge: a processor that raises on every frame also raises on the frame
+that would end it, and Pipecat then never finishes cancelling (seen: ``run`` ignored
+``--for``, SIGTERM and SIGINT, burnt a core and wrote hundreds of MB of log). HeyGen
+bills every minute that follows, so the rules here are:
+
+- the first SIGINT/SIGTERM stops the HeyGen session at once (even mid-start) and ends the
+  pipeline gracefully; if it has not ended within :data:`GRACE_S` of the stop, or at a
+  second signal, it is abandoned: its task is cancelled and the command returns;
+- a processor failing :data:`MAX_ERRORS` times within :data:`ERROR_WINDOW_S` ends the run
+  the same way, with one line naming it;
+- the session is stopped on every one of these ways out, and a stop HeyGen did not
+  confirm is said with the session's id and the command that ends it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections import deque
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from loguru import logger
+
+if TYPE_CHECKING:
+    from pipecat.frames.frames import ErrorFrame
+    from pipecat.pipeline.worker import PipelineWorker
+
+    from agent.pipeline.builder import Agent
+
+T = TypeVar("T")
+
+#: After the first signal, how long the pipeline may take to end by itself.
+GRACE_S = 5.0
+#: A processor failing this often, this fast, is broken, not unlucky.
+MAX_ERRORS = 10
+ERROR_WINDOW_S = 5.0
+#: How long tasks left behind at exit are given to finish after being cancelled.
+LEFTOVER_TASKS_S = 3.0
+
+EXIT_OK, EXIT_ERROR = 0, 1
+EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
+
+
+class Supervisor:
+    """Runs ``agent``'s pipeline until it ends, a signal, a broken processor, or
+    ``duration``; :meth:`run` returns the exit code, having said any failure in one line."""
+
+    def __init__(self, agent: Agent, duration: float | None = None) -> None:
+        self.agent = agent
+        self.duration = duration
+        self.signals: list[str] = []
+        #: why the run failed, first reason first (each already one line)
+        self.failures: list[str] = []
+        self._requested = asyncio.Event()  # end gracefully
+        self._abandon = asyncio.Event()  # stop waiting for the pipeline
+        self._errors: deque[float] = deque()
+        self._ending_reasons: set[str] = set()
+        self._forced = False  # abandoned on a signal, not on a failure
+
+    async def run(self, worker: PipelineWorker) -> int:
+        from pipecat.workers.runner import WorkerRunner
+
+        loop = asyncio.get_running_loop()
+        session = self.agent.transport.session
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal, sig.name)
+        worker.add_event_handler("on_pipeline_error", self._on_error)
+        self.agent.transport.add_event_handler("on_session_ended", self._on_session_ended)
+
+        runner = WorkerRunner(handle_sigint=False, handle_sigterm=False)
+        await runner.add_workers(worker)
+        running = asyncio.create_task(runner.run(), name="pipeline")
+        timer = asyncio.create_task(self._end_after(worker)) if self.duration else None
+        try:
+            await _first(running, self._requested.wait(), self._abandon.wait())
+            if self._requested.is_set() and not running.done() and not self._abandon.is_set():
+                # Stop the billed session now (it cancels a start in flight), then let the
+                # pipeline end: the recorder writes its trailer, outputs close.
+                reason = f"interrupted by {self.signals[0]}"
+                self._ending_reasons.add(reason)
+                stopping = asyncio.create_task(session.stop(reason=reason))
+                ending = asyncio.create_task(runner.cancel(reason=reason))
+                # The stop has its own deadline; the grace starts once it is done.
+                await _first(stopping, self._abandon.wait())
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(GRACE_S):
+                        await _first(running, self._abandon.wait())
+                await _settle(stopping, ending)
+            if not running.done():
+                await self._give_up(running)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            if timer is not None:
+                timer.cancel()
+        if running.done() and not running.cancelled() and running.exception() is not None:
+            self.failures.append(f"the pipeline failed: {running.exception()!r}")
+        return self._exit_code()
+
+    # ------------------------------------------------------------------ ways out
+
+    def _on_signal(self, name: str) -> None:
+        self.signals.append(name)
+        if len(self.signals) == 1:
+            logger.warning(f"{name}: stopping the session and the pipeline "
+                           f"(again to stop at once)")
+            self._requested.set()
+        else:
+            logger.warning(f"{name} again: stopping at once")
+            self._abandon.set()
+
+    async def _on_error(self, worker: object, frame: ErrorFrame) -> None:
+        now = asyncio.get_running_loop().time()
+        self._errors.append(now)
+        while now - self._errors[0] > ERROR_WINDOW_S:
+            self._errors.popleft()
+        if len(self._errors) >= MAX_ERRORS and not self._abandon.is_set():
+            who = frame.processor.name if frame.processor is not None else "a processor"
+            self.failures.append(f"{who} failed {len(self._errors)} times within "
+                                 f"{ERROR_WINDOW_S:g} s (last: {frame.error}); run stopped")
+            self._abandon.set()
+
+    async def _on_session_ended(self, transport: object, reason: str) -> None:
+        # Ended by the pipeline (End/CancelFrame) or by us: not a failure.
+        if not reason.startswith("pipeline") and reason not in self._ending_reasons:
+            self.failures.append(f"the HeyGen session ended: {reason}")
+
+    async def _end_after(self, worker: PipelineWorker) -> None:
+        from pipecat.frames.frames import EndFrame
+
+        assert self.duration is not None
+        await asyncio.sleep(self.duration)
+        await worker.queue_frame(EndFrame())
+
+    async def _give_up(self, running: asyncio.Task[Any]) -> None:
+        """The pipeline did not end: stop the session ourselves and leave the rest."""
+        session = self.agent.transport.session
+        why = "abandoned: the pipeline did not end"
+        if self.signals and not self.failures:
+            count = "a second" if len(self.signals) > 1 else f"{GRACE_S:g} s after the"
+            self.failures.append(f"stopped at once ({count} {self.signals[-1]}): "
+                                 f"the pipeline did not end")
+            self._forced = True
+        self._ending_reasons.add(why)
+        await _settle(asyncio.create_task(session.stop(reason=why)))
+        running.cancel()
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+            async with asyncio.timeout(LEFTOVER_TASKS_S):
+                await running
+
+    def _exit_code(self) -> int:
+        """Say why the run failed (its first cause, and a session left open, each one
+        line) and return the exit code."""
+        session = self.agent.transport.session
+        lines = list(self.failures)
+        if session.stop_error is not None:
+            lines.append(f"HeyGen session {session.session_id} may still be open (billed): "
+                         f"{session.stop_error}; end it with: heygen-agent sessions stop "
+                         f"{session.session_id}")
+        elif session.session_id is None and not self.signals and not lines:
+            lines.append("the HeyGen session ended: not started")
+        for line in dict.fromkeys([*lines[:1], *lines[len(self.failures):]]):
+            print(f"heygen-agent: {line}", file=sys.stderr)
+        if not lines:
+            return EXIT_OK
+        if self._forced and lines == self.failures and len(lines) == 1:
+            return EXIT_SIGNAL.get(self.signals[-1], EXIT_ERROR)
+        return EXIT_ERROR
+
+
+async def _first(*waits: Coroutine[Any, Any, Any] | asyncio.Task[Any]) -> None:
+    """Wait until the first of ``waits`` is done; the others (coroutines made here) are
+    cancelled, tasks given are left running."""
+    tasks = [w if isinstance(w, asyncio.Task) else asyncio.ensure_future(w) for w in waits]
+    made = [t for t, w in zip(tasks, waits, strict=True) if t is not w]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in made:
+            task.cancel()
+
+
+async def _settle(*tasks: asyncio.Task[Any]) -> None:
+    """Wait for ``tasks`` (session stops are bounded by their own deadline); their errors
+    were logged where they happened."""
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def run_bounded(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """``asyncio.run``, except that tasks left behind get :data:`LEFTOVER_TASKS_S` to
+    finish after being cancelled, instead of as long as they like (a task that swallows
+    its cancellation would otherwise keep the process alive for ever)."""
+    loop = asyncio.new_event_loop()
+    try:
+        result = loop.run_until_complete(main())
+        leftovers = asyncio.all_tasks(loop)
+        for task in leftovers:
+            task.cancel()
+        if leftovers:
+            loop.run_until_complete(asyncio.wait(leftovers, timeout=LEFTOVER_TASKS_S))
+        loop.run_until_complete(
+            asyncio.wait_for(loop.shutdown_asyncgens(), LEFTOVER_TASKS_S))
+        return result
+    finally:
+        loop.close()
