@@ -1,11 +1,21 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from agent.emulator.livekit_server import LiveKitServer
 from tests.machine import require_livekit_binary
+
+
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test (and the processes it starts) records sessions in a directory of its own,
+    never in the user's."""
+    directory = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("HEYGEN_AGENT_STATE_DIR", str(directory))
+    return directory
 
 
 @pytest.fixture

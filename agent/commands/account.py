@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from collections.abc import Awaitable, Callable
 
-from agent.heygen.api import HeyGenClient, HeyGenError
+from agent.heygen.api import HeyGenClient, HeyGenError, SessionStateError
+from agent.heygen.ledger import SessionLedger
 
 EXIT_OK, EXIT_ERROR = 0, 1
 
@@ -63,6 +65,14 @@ async def voices(client: HeyGenClient, args: argparse.Namespace) -> int:
 
 
 async def sessions_command(client: HeyGenClient, args: argparse.Namespace) -> int:
+    ledger = SessionLedger()
+    for record in ledger.left_behind(client.base_url, client.key_fingerprint):
+        # a process of ours was killed before it could stop this one: stop it now
+        with contextlib.suppress(SessionStateError):
+            await client.stop_session(record.session_id)
+        ledger.remove(record.session_id)
+        print(f"stopped {record.session_id} (left open by process {record.pid}, "
+              f"which ended without stopping it)")
     if args.action != "stop":
         for session in await client.list_sessions():
             print(f"{session.session_id}\t{session.status}\t{session.created_at}")
@@ -73,5 +83,6 @@ async def sessions_command(client: HeyGenClient, args: argparse.Namespace) -> in
     ids = [s.session_id for s in await client.list_sessions()] if args.all else [args.session_id]
     for session_id in ids:
         await client.stop_session(session_id)
+        ledger.remove(session_id)
         print(f"stopped {session_id}")
     return EXIT_OK

@@ -31,6 +31,7 @@ from agent.heygen.api.errors import (
     TransportError,
     api_error,
 )
+from agent.heygen.ledger import fingerprint
 from agent.heygen.protocol import interactive as ia
 from agent.heygen.protocol.errors import ProtocolError
 from agent.heygen.redact import Redactor
@@ -76,6 +77,11 @@ class HeyGenClient:
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
         )
+
+    @property
+    def key_fingerprint(self) -> str:
+        """Identifies this client's API key without revealing it (for local records)."""
+        return fingerprint(self._api_key)
 
     @property
     def redact(self) -> Redactor:

@@ -1,0 +1,108 @@
+"""A local record of the HeyGen sessions this machine created and has not seen stopped.
+
+A process killed outright (SIGKILL, the OOM killer, a power cut) cannot stop its session:
+HeyGen bills it until its idle timeout, and it holds one of the account's few concurrent
+slots. So a session is recorded here as soon as ``new`` has answered and forgotten once
+its stop is confirmed; the next session started with the same key (and ``heygen-agent
+sessions``) stops what a dead process left behind.
+
+One small JSON file per session in the state directory (``$HEYGEN_AGENT_STATE_DIR``, else
+``$XDG_STATE_HOME/heygen-agent``, else ``~/.local/state/heygen-agent``), written to a
+temporary name and renamed, and removed by whoever confirms the stop: two processes never
+write the same file, so no lock is needed. The API key is never written: a record keeps a
+fingerprint of it (a SHA-256 prefix), so that only the key that created a session stops it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from loguru import logger
+
+ENV_STATE_DIR = "HEYGEN_AGENT_STATE_DIR"
+
+
+def state_dir() -> Path:
+    explicit = os.environ.get(ENV_STATE_DIR)
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "heygen-agent"
+
+
+def fingerprint(api_key: str | None) -> str:
+    """What identifies a key in a record without revealing it."""
+    return hashlib.sha256((api_key or "").encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Record:
+    session_id: str
+    base_url: str
+    key: str  # fingerprint(api_key)
+    pid: int
+    host: str
+    created_at: float
+
+    def owner_is_gone(self) -> bool:
+        """The process that created it has ended (on this host; elsewhere we cannot tell,
+        so it counts as alive)."""
+        if self.host != socket.gethostname():
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+
+class SessionLedger:
+    """The records in one directory."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self.directory = (directory or state_dir()) / "sessions"
+
+    def add(self, session_id: str, base_url: str, key: str) -> None:
+        record = Record(session_id, base_url, key, os.getpid(), socket.gethostname(),
+                        time.time())
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            path = self._path(session_id)
+            temporary = path.with_suffix(".tmp")
+            temporary.write_text(json.dumps(asdict(record)))
+            os.replace(temporary, path)
+        except OSError as exc:  # never a reason to fail the session itself
+            logger.warning(f"cannot record HeyGen session {session_id} in {self.directory}: "
+                           f"{exc}")
+
+    def remove(self, session_id: str) -> None:
+        with contextlib.suppress(OSError):
+            self._path(session_id).unlink()
+
+    def records(self) -> list[Record]:
+        found = []
+        for path in sorted(self.directory.glob("*.json")):
+            try:
+                found.append(Record(**json.loads(path.read_text())))
+            except (OSError, ValueError, TypeError):
+                logger.warning(f"ignoring an unreadable session record: {path}")
+        return found
+
+    def left_behind(self, base_url: str, key: str) -> list[Record]:
+        """Records of sessions created with this key at this service by processes that
+        have ended: theirs to stop."""
+        return [r for r in self.records()
+                if r.key == key and r.base_url == base_url and r.owner_is_gone()]
+
+    def _path(self, session_id: str) -> Path:
+        safe = "".join(c for c in session_id if c.isalnum() or c in "-_")
+        return self.directory / f"{safe}.json"
