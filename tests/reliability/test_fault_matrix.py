@@ -1,0 +1,392 @@
+"""The fault matrix: each step of a session's life by each fault, run as a user runs it.
+
+Each case is ``heygen-agent run`` in a child process (at TRACE level, with recognisable
+fake credentials) against the emulator and a real LiveKit server. It asserts the designed
+outcome (exit code and the one line that says why), that no secret reached the output,
+and, at the end, that the emulator has **no session open**. Each case's result is also
+appended to ``$RELIABILITY_REPORT`` when set: ``scripts/reliability-report`` turns the last
+run into docs/RELIABILITY.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from agent.emulator.config import EmulatorConfig
+from agent.emulator.faults import FaultSettings
+from agent.emulator.livekit_server import LiveKitServer
+from agent.emulator.server import EmulatorServer
+from agent.heygen.protocol import voice_chat as vc
+from tests.waiting import eventually, within
+
+pytestmark = pytest.mark.livekit
+
+ROOT = Path(__file__).resolve().parents[2]
+KEY = "sk-FAKE-matrix-key-7f3a9c"
+JWT = re.compile(r"eyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]{8,}")
+TOKEN = "/v1/streaming.create_token"
+NEW = "/v1/streaming.new"
+START = "/v1/streaming.start"
+STOP = "/v1/streaming.stop"
+
+PROCESSORS = '''
+from pipecat.frames.frames import Frame, InputAudioRawFrame
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+
+
+class FailsAlways(FrameProcessor):
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        raise RuntimeError("broken processor")
+
+
+class FailsOnce(FrameProcessor):
+    failed = False
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, InputAudioRawFrame) and not FailsOnce.failed:
+            FailsOnce.failed = True
+            raise RuntimeError("one bad frame")
+        await self.push_frame(frame, direction)
+'''
+
+
+@dataclass
+class Child:
+    """A ``heygen-agent run`` child process and what it wrote."""
+
+    process: asyncio.subprocess.Process
+    output: str = ""
+
+    async def wait(self) -> int:
+        out, _ = await within(self.process.communicate(), "the run ended", 90)
+        self.output += out.decode(errors="replace")
+        assert self.process.returncode is not None
+        return self.process.returncode
+
+    def signal(self, sig: signal.Signals) -> None:
+        self.process.send_signal(sig)
+
+    async def read_until(self, text: str) -> None:
+        """Read the child's output as it comes, up to a line containing ``text``."""
+        assert self.process.stdout is not None
+        stream = self.process.stdout
+
+        async def read() -> None:
+            while text not in self.output:
+                line = await stream.readline()
+                if not line:
+                    raise AssertionError(f"the run ended before saying {text!r}")
+                self.output += line.decode(errors="replace")
+
+        await within(read(), f"the run said {text!r}", 60)
+
+    @property
+    def last_line(self) -> str:
+        lines = [line for line in self.output.splitlines() if line.startswith("heygen-agent:")]
+        return lines[-1] if lines else ""
+
+
+@dataclass
+class Matrix:
+    emulator: EmulatorServer
+    directory: Path
+    secrets: set[str] = field(default_factory=set)
+
+    def write(self, *, session: str = "", processors: str = "", extra: str = "") -> Path:
+        path = self.directory / "agent.yaml"
+        path.write_text(
+            f"heygen:\n  base_url: {self.emulator.base_url}\n  api_key: {KEY}\n"
+            "  session: {avatar_name: Emulated_Anna, stop_deadline_s: 2, media_grace_s: 1"
+            f"{', ' + session if session else ''}}}\n"
+            "input: {type: none}\noutputs: [{type: none}]\nvad: null\n"
+            f"{processors}{extra}logging: {{level: TRACE}}\n")
+        return path
+
+    async def run(self, *args: str, file: Path | None = None) -> Child:
+        path = file or self.write()
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "agent", "run", str(path), "--no-status", *args,
+            cwd=self.directory, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": f"{ROOT}:{self.directory}",
+                 "HEYGEN_LOG_LEVEL": "TRACE"})
+        return Child(process)
+
+    def faults(self, **settings: object) -> None:
+        self.emulator.emulator.faults.apply(FaultSettings.model_validate(settings))
+
+    def counts(self) -> dict[str, int]:
+        return self.emulator.emulator.registry.counts()
+
+    async def reached(self, path: str, count: int = 1) -> None:
+        await within(self.emulator.emulator.requests.reach(path, count), f"{path} arrived", 60)
+
+    def check_no_secret(self, text: str) -> None:
+        """No API key, session token or LiveKit JWT in anything the run wrote."""
+        registry = self.emulator.emulator.registry
+        tokens = set(getattr(registry, "_tokens", {}))
+        for secret in {KEY, *tokens, *self.secrets}:
+            assert secret not in text, f"a secret reached the output: {secret[:6]}..."
+        assert not JWT.search(text), "a LiveKit JWT reached the output"
+
+
+@pytest.fixture
+async def matrix(
+    livekit_server: LiveKitServer, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Matrix]:
+    (tmp_path / "matrix_processors.py").write_text(PROCESSORS)
+    config = EmulatorConfig(livekit=livekit_server.settings, api_keys=frozenset({KEY}),
+                            expiry_check_interval_s=0.1)
+    async with EmulatorServer(config) as emulator:
+        yield Matrix(emulator, tmp_path)
+
+
+def report(case: str, step: str, fault: str, outcome: str, code: int, line: str) -> None:
+    path = os.environ.get("RELIABILITY_REPORT")
+    if path:
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(json.dumps({"case": case, "step": step, "fault": fault,
+                                  "outcome": outcome, "exit": code, "line": line}) + "\n")
+
+
+async def finish(matrix: Matrix, child: Child, code: int, expected_code: int,
+                 line: str | None, case: str, step: str, fault: str, outcome: str) -> None:
+    """The common end of every case: the exit code, the line, no secret, nothing open."""
+    assert code == expected_code, child.output[-3000:]
+    if line is not None:
+        assert re.search(line, child.last_line), child.output[-3000:]
+    assert "Traceback" not in child.output, child.output[-3000:]
+    matrix.check_no_secret(child.output)
+    await eventually(lambda: matrix.counts()["open"] == 0, "no session left open")
+    report(case, step, fault, outcome, code, child.last_line)
+
+
+# ---------------------------------------------------------------- HTTP answers at each step
+
+#: Each status at least once, each step at least three times (a child process costs a
+#: few seconds: the whole cross product would double the suite for no new path).
+HTTP_CASES = [
+    (TOKEN, 401), (TOKEN, 429), (TOKEN, 500),
+    (NEW, 403), (NEW, 429), (NEW, 500),
+    (START, 404), (START, 500), (START, 503),
+]
+
+
+def _retried(path: str, status: int) -> bool:
+    """The client's rule: create_token on anything that may pass, new/start only when
+    refused (nothing was created)."""
+    return status in (429, 503) or (path == TOKEN and status >= 500)
+
+
+@pytest.mark.parametrize("path,status", HTTP_CASES,
+                         ids=[f"{p.split('.')[-1]}-{s}" for p, s in HTTP_CASES])
+async def test_an_error_answer_at_a_start_step(matrix: Matrix, path: str, status: int) -> None:
+    matrix.faults(fail_next={"status": status, "path": path, "message": "injected"})
+    child = await matrix.run("--for", "1")
+    code = await child.wait()
+    if _retried(path, status):
+        outcome, expected, line = "retried; the run goes on", 0, None
+    else:
+        outcome, expected = "one line with HeyGen's status; exit 1", 1
+        line = rf"start failed: {re.escape(path)}: HTTP {status}.*injected"
+    await finish(matrix, child, code, expected, line, f"http-{status}",
+                 path.split(".")[-1], f"HTTP {status}", outcome)
+
+
+# ---------------------------------------------------------------- signals at each step
+
+
+#: step name → the request in flight at that step (streaming: none, the session runs)
+SIGNAL_STEPS = {"create_token": TOKEN, "new": NEW, "start": START,
+                "websocket": vc.CHAT_PATH, "streaming": ""}
+
+
+SIGNAL_CASES = [(step, signal.SIGTERM) for step in SIGNAL_STEPS] + [
+    ("new", signal.SIGINT), ("streaming", signal.SIGINT)]
+
+
+@pytest.mark.parametrize("step,sig", SIGNAL_CASES,
+                         ids=[f"{step}-{sig.name}" for step, sig in SIGNAL_CASES])
+async def test_a_signal_at_a_step(matrix: Matrix, step: str, sig: signal.Signals) -> None:
+    """Every request is held 0.5 s at the service; the signal comes while the step's
+    request is there (or once the session runs). The session ends, the run exits 0."""
+    path = SIGNAL_STEPS[step]
+    if path:
+        matrix.faults(latency_ms=500)
+        child = await matrix.run()
+        await matrix.reached(path)
+    else:
+        child = await matrix.run()
+        await child.read_until("voice chat connected")
+    child.signal(sig)
+    code = await child.wait()
+    await finish(matrix, child, code, 0, None, f"{sig.name}-{step}", step, sig.name,
+                 "session stopped; the pipeline ends; exit 0")
+
+
+async def test_a_second_signal_stops_at_once(matrix: Matrix) -> None:
+    matrix.faults(latency_ms=1500)
+    child = await matrix.run()
+    await matrix.reached(NEW)
+    child.signal(signal.SIGINT)
+    await child.read_until("SIGINT: stopping")
+    started = time.monotonic()
+    child.signal(signal.SIGINT)
+    code = await child.wait()
+    assert time.monotonic() - started < 10
+    await finish(matrix, child, code, 130, r"stopped at once \(a second SIGINT\)",
+                 "second-SIGINT", "new", "SIGINT twice",
+                 "the pipeline is abandoned, the session still stopped; exit 130")
+
+
+# ---------------------------------------------------------------- processors
+
+
+@pytest.mark.parametrize("which", ["FailsAlways", "FailsOnce"])
+async def test_a_processor_that_raises(matrix: Matrix, which: str) -> None:
+    file = matrix.write(processors=f"processors: [matrix_processors:{which}]\n")
+    child = await matrix.run("--for", "3", file=file)
+    code = await child.wait()
+    if which == "FailsAlways":
+        await finish(matrix, child, code, 1, r"failed 10 times within 5 s", "processor-always",
+                     "streaming", "processor raises on every frame",
+                     "run stopped after 10 errors in 5 s; exit 1")
+    else:
+        await finish(matrix, child, code, 0, None, "processor-once", "streaming",
+                     "processor raises once", "logged; the run goes on; exit 0")
+
+
+# ---------------------------------------------------------------- the service ends things
+
+
+async def test_stop_that_keeps_failing_is_reported_with_the_command_to_end_it(
+    matrix: Matrix,
+) -> None:
+    matrix.faults(fail_next={"status": 503, "count": 1000, "path": STOP})
+    child = await matrix.run("--for", "1")
+    code = await child.wait()
+    assert code == 1, child.output[-3000:]
+    match = re.search(r"HeyGen session (\w+) may still be open \(billed\): .*HTTP 503.*"
+                      r"end it with: heygen-agent sessions stop (\w+)", child.last_line)
+    assert match and match.group(1) == match.group(2), child.output[-3000:]
+    assert matrix.counts()["open"] == 1
+    matrix.faults(reset=True)
+    done = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "agent", "sessions", "stop", match.group(1),
+        "--base-url", matrix.emulator.base_url, "--api-key", KEY, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE)
+    await within(done.communicate(), "sessions stop ended")
+    await finish(matrix, child, code, 1, None, "stop-fails", "stopping", "HTTP 503 on every stop",
+                 "exit 1 with the session id and the command that ends it")
+
+
+async def test_a_socket_that_keeps_dropping(matrix: Matrix) -> None:
+    matrix.faults(ws_drop_after_seconds=0.3)
+    child = await matrix.run()
+    code = await child.wait()
+    await finish(matrix, child, code, 1, r"session ended: voice-chat socket dropped",
+                 "ws-drops", "websocket", "socket dropped on every connection",
+                 "3 reconnects, then the session is stopped; exit 1")
+
+
+@pytest.mark.parametrize("fault", ["duration-limit", "idle-timeout"])
+async def test_heygen_ends_the_session(
+    livekit_server: LiveKitServer, tmp_path: Path, fault: str
+) -> None:
+    limit = {"duration-limit": {"session_duration_limit_s": 2.0}, "idle-timeout": {}}[fault]
+    config = EmulatorConfig(livekit=livekit_server.settings, api_keys=frozenset({KEY}),
+                            expiry_check_interval_s=0.1, **limit)  # type: ignore[arg-type]
+    async with EmulatorServer(config) as emulator:
+        matrix = Matrix(emulator, tmp_path)
+        # idle: keep-alive off, so that nothing counts as activity; HeyGen's shortest idle
+        # timeout is 30 s, so the emulator's session is given 0.5 s once it runs
+        session = "keep_alive_interval_s: null" if fault == "idle-timeout" else ""
+        child = await matrix.run(file=matrix.write(session=session))
+        if fault == "idle-timeout":
+            await matrix.reached(vc.CHAT_PATH)
+            for s in emulator.emulator.registry:
+                s.idle_timeout_s = 0.5
+        code = await child.wait()
+        await finish(matrix, child, code, 1, r"session ended: HeyGen closed the session",
+                     fault, "streaming", fault.replace("-", " "),
+                     "the session is stopped here too; exit 1")
+
+
+async def test_the_concurrency_limit(matrix: Matrix) -> None:
+    registry = matrix.emulator.emulator.registry
+    registry.max_concurrent = 0
+    child = await matrix.run()
+    code = await child.wait()
+    await finish(matrix, child, code, 1, r"Concurrent limit reached", "concurrency", "new",
+                 "account at its concurrency limit", "one line with HeyGen's message; exit 1")
+
+
+# ---------------------------------------------------------------- media
+
+
+@pytest.mark.parametrize("fault", ["avatar-leaves", "livekit-dies"])
+async def test_lost_media(matrix: Matrix, livekit_server: LiveKitServer, fault: str) -> None:
+    child = await matrix.run()
+    await child.read_until("LiveKit room joined")
+    runtimes = matrix.emulator.emulator.runtimes
+    if fault == "avatar-leaves":
+        await next(iter(runtimes.values())).avatar.leave()
+    else:
+        await livekit_server.stop()
+    code = await child.wait()
+    await finish(matrix, child, code, 1,
+                 r"session ended: (the avatar left the room|the avatar.s media did not arrive"
+                 r"|LiveKit connection lost)",
+                 fault, "streaming", fault.replace("-", " "),
+                 "the session is stopped after the 1 s grace; exit 1")
+
+
+# ---------------------------------------------------------------- a killed process
+
+
+def records(state_dir: Path) -> list[str]:
+    return [p.read_text() for p in sorted((state_dir / "sessions").glob("*.json"))]
+
+
+@pytest.mark.parametrize("next_", ["run", "sessions"])
+async def test_sigkill_is_cleaned_up_by_the_next_command(
+    matrix: Matrix, next_: str, state_dir: Path
+) -> None:
+    """Nothing can stop a session from a process killed outright; the local record lets
+    the next ``run`` or ``heygen-agent sessions`` of the same key stop it."""
+    child = await matrix.run()
+    await matrix.reached(vc.CHAT_PATH)
+    child.signal(signal.SIGKILL)
+    await child.wait()
+    assert matrix.counts()["open"] == 1, "killed: its session is still open (and billed)"
+    (record,) = records(state_dir)
+    assert KEY not in record and '"key": "' in record, "a fingerprint, never the key"
+    if next_ == "run":
+        nxt = await matrix.run("--for", "1")
+        code = await nxt.wait()
+        assert "left open by process" in nxt.output
+    else:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "agent", "sessions", "--base-url", matrix.emulator.base_url,
+            "--api-key", KEY, cwd=ROOT, stdout=asyncio.subprocess.PIPE)
+        out, _ = await within(process.communicate(), "sessions ended")
+        nxt = Child(process, out.decode())
+        code = process.returncode or 0
+        assert "left open by process" in nxt.output
+    assert records(state_dir) == [], "the record is gone"
+    await finish(matrix, nxt, code, 0, None, f"sigkill-then-{next_}", "streaming", "SIGKILL",
+                 f"left open; the next {next_} of the same key stops it")
+
