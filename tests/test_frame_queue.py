@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from agent.media.frame_queue import DropOldestQueue
+from agent.heygen.frame_queue import DropOldestQueue
 
 
 async def test_keeps_the_newest_and_counts_the_rest() -> None:

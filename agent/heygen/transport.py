@@ -43,6 +43,7 @@ from pipecat.transports.base_transport import BaseTransport
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.heygen.api import HeyGenClient
+from agent.heygen.frame_queue import DropOldestQueue
 from agent.heygen.frames import (
     I420,
     HeyGenAvatarTranscriptFrame,
@@ -55,7 +56,6 @@ from agent.heygen.protocol import room_events as rev
 from agent.heygen.protocol import voice_chat as vc
 from agent.heygen.serializer import HeyGenFrameSerializer
 from agent.heygen.session import HeyGenSession, SessionListener, SessionOptions, SessionState
-from agent.media.frame_queue import DropOldestQueue
 
 VideoFormat = Literal["I420", "RGB", "RGBA"]
 _LIVEKIT_FORMAT = {
