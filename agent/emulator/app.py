@@ -2,7 +2,8 @@
 
 Paths, field names and error shapes come from :mod:`agent.heygen.protocol`, the same
 module the client uses, so the two cannot drift apart silently. The WebSocket handlers
-live in :mod:`agent.emulator.voice_chat` and :mod:`agent.emulator.realtime`.
+live in :mod:`agent.emulator.voice_chat` and :mod:`agent.emulator.realtime`; the state all
+of them share, in :mod:`agent.emulator.state`.
 """
 
 from __future__ import annotations
@@ -10,40 +11,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import timedelta
 from typing import Any, TypeVar
 
 from aiohttp import web
 from loguru import logger
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from agent.emulator import realtime, voice_chat
 from agent.emulator.config import EmulatorConfig
-from agent.emulator.faults import Faults, FaultSettings
-from agent.emulator.observe import RequestCounts
-from agent.emulator.runtime import (
-    Avatar,
-    SessionRuntime,
-    TimedAvatar,
-    answer_text,
-    estimate_duration_s,
-)
-from agent.emulator.sessions import (
-    ServiceError,
-    Session,
-    SessionRegistry,
-    unauthorized,
+from agent.emulator.faults import FaultSettings
+from agent.emulator.runtime import answer_text, estimate_duration_s
+from agent.emulator.sessions import ServiceError, Session
+from agent.emulator.state import (
+    EMULATOR_KEY,
+    AvatarFactory,
+    Emulator,
+    error_response,
+    injected_fault,
+    ok,
 )
 from agent.heygen.protocol import interactive as ia
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-AvatarFactory = Callable[[Session, "Emulator"], Avatar]
 
 ADMIN_PREFIX = "/_emulator"
 REALTIME_PATH = "/v2-alpha/interactive-avatar/session/{session_id}"
-AVATAR_IDENTITY = "heygen"
-#: Answers carry ``code: 100`` and ``message: "success"`` like the real service's.
-SUCCESS_CODE = 100
 
 AVATARS = [
     {"avatar_id": "Emulated_Anna", "default_voice": "emu-voice-en", "is_public": True,
@@ -58,132 +51,8 @@ VOICES = [
      "gender": "neutral", "support_realtime": False},
 ]
 
-EMULATOR_KEY: web.AppKey[Emulator] = web.AppKey("emulator")
-
-
-class Emulator:
-    """State shared by every handler of one emulator instance."""
-
-    def __init__(self, config: EmulatorConfig, avatar_factory: AvatarFactory | None = None):
-        self.config = config
-        self.registry = SessionRegistry(
-            max_concurrent=config.max_concurrent_sessions,
-            duration_limit_s=config.session_duration_limit_s,
-        )
-        self.faults = Faults()
-        self.faults.apply(config.faults)
-        self.runtimes: dict[str, SessionRuntime] = {}
-        #: requests seen per path (REST calls and socket handshakes), for tests to await
-        self.requests = RequestCounts()
-        self._avatar_factory = avatar_factory or default_avatar_factory
-
-    # ------------------------------------------------------------------ auth
-
-    def authenticate(self, request: web.Request, endpoint: ia.Endpoint) -> tuple[str, str | None]:
-        """The account key behind the request, and the session token if one was used."""
-        key = request.headers.get(ia.API_KEY_HEADER)
-        if key is not None:
-            if self.config.accepts_key(key):
-                return key, None
-            raise ServiceError(401, ia.CODE_INVALID_CREDENTIALS, "Invalid credentials")
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if endpoint.auth == "session" and scheme.lower() == "bearer" and token:
-            owner = self.registry.token_owner(token)
-            if owner is not None:
-                return owner, token
-        raise unauthorized()
-
-    def session_for(self, session_id: str, owner: str, token: str | None) -> Session:
-        if token is not None and not self.registry.token_allows(token, session_id):
-            raise unauthorized("Session token does not belong to this session")
-        return self.registry.get(session_id, owner_key=owner)
-
-    # ------------------------------------------------------------------ sessions
-
-    def livekit_token(self, session: Session, identity: str) -> str:
-        """A LiveKit JWT for ``identity`` in the session's room."""
-        from livekit import api as lk_api
-
-        livekit = self.config.livekit
-        if livekit is None:
-            return "no-livekit-" + session.session_id
-        grants = lk_api.VideoGrants(
-            room_join=True, room=session.room, can_publish=True, can_subscribe=True,
-            can_publish_data=True,
-        )
-        token = (
-            lk_api.AccessToken(livekit.api_key, livekit.api_secret)
-            .with_identity(identity)
-            .with_grants(grants)
-            .with_ttl(timedelta(seconds=session.duration_limit_s + 60))
-        )
-        return str(token.to_jwt())
-
-    async def start_runtime(self, session: Session) -> SessionRuntime:
-        avatar = self._avatar_factory(session, self)
-        await avatar.join()
-        runtime = SessionRuntime(session, avatar, touch=lambda: self.registry.touch(session))
-        self.runtimes[session.session_id] = runtime
-        return runtime
-
-    def runtime(self, session: Session) -> SessionRuntime:
-        runtime = self.runtimes.get(session.session_id)
-        if runtime is None:
-            raise ServiceError(400, ia.CODE_SESSION_STATE, "Session is not in correct state")
-        return runtime
-
-    async def end(self, session: Session) -> None:
-        runtime = self.runtimes.pop(session.session_id, None)
-        if runtime is not None:
-            await runtime.close()
-
-    async def expire_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.expiry_check_interval_s)
-            for session in self.registry.expire_due():
-                logger.info(f"emulator: session {session.session_id[:8]} {session.end_reason}")
-                await self.end(session)
-
-    async def close(self) -> None:
-        for session in list(self.registry):
-            if session.state.open:
-                self.registry.stop(session, reason="emulator shut down")
-            await self.end(session)
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "sessions": self.registry.counts(),
-            "per_session": {s.session_id: s.describe() for s in self.registry},
-            "faults": self.faults.describe(),
-            "requests": dict(self.requests),
-        }
-
-
-def default_avatar_factory(session: Session, emulator: Emulator) -> Avatar:
-    livekit = emulator.config.livekit
-    if livekit is None:
-        return TimedAvatar()
-    from agent.emulator.avatar import AvatarParticipant
-
-    config = emulator.config
-    return AvatarParticipant(
-        livekit_url=livekit.url,
-        token=emulator.livekit_token(session, AVATAR_IDENTITY),
-        width=config.avatar_width,
-        height=config.avatar_height,
-        fps=config.avatar_fps,
-    )
-
 
 # ---------------------------------------------------------------------- answers
-
-
-def ok(data: Any = None) -> web.Response:
-    return web.json_response({"code": SUCCESS_CODE, "data": data, "message": "success"})
-
-
-def error_response(error: ServiceError) -> web.Response:
-    return web.json_response(error.body(), status=error.status)
 
 
 def parse_body(model: type[M], body: Any) -> M:
@@ -333,18 +202,6 @@ REST_HANDLERS: dict[ia.Endpoint, RestHandler] = {
 }
 
 
-async def injected_fault(em: Emulator, path: str) -> web.Response | None:
-    """Apply the armed latency, and answer with an armed failure if one matches ``path``
-    (REST paths and WebSocket handshakes alike)."""
-    em.requests.arrived(path)
-    if em.faults.latency_s:
-        await asyncio.sleep(em.faults.latency_s)
-    injected = em.faults.take_failure(path)
-    if injected is None:
-        return None
-    return error_response(ServiceError(injected.status, injected.code, injected.message))
-
-
 def rest_route(endpoint: ia.Endpoint, handler: RestHandler) -> Handler:
     async def route(request: web.Request) -> web.StreamResponse:
         em = request.app[EMULATOR_KEY]
@@ -431,8 +288,6 @@ async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
 def create_app(
     config: EmulatorConfig, avatar_factory: AvatarFactory | None = None
 ) -> web.Application:
-    from agent.emulator import realtime, voice_chat
-
     emulator = Emulator(config, avatar_factory)
     app = web.Application(middlewares=[cors])
     app[EMULATOR_KEY] = emulator

@@ -12,9 +12,9 @@ import asyncio
 from aiohttp import WSMsgType, web
 from loguru import logger
 
-from agent.emulator.app import EMULATOR_KEY, injected_fault
 from agent.emulator.runtime import SessionRuntime
 from agent.emulator.sessions import ServiceError
+from agent.emulator.state import EMULATOR_KEY, injected_fault
 from agent.heygen.protocol import ProtocolError
 from agent.heygen.protocol import realtime as rt
 

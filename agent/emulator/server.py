@@ -8,8 +8,9 @@ from types import TracebackType
 
 from aiohttp import web
 
-from agent.emulator.app import EMULATOR_KEY, AvatarFactory, Emulator, create_app
+from agent.emulator.app import create_app
 from agent.emulator.config import EmulatorConfig
+from agent.emulator.state import EMULATOR_KEY, AvatarFactory, Emulator
 from agent.emulator.tls import server_context, write_self_signed
 
 

@@ -15,10 +15,10 @@ import time
 from aiohttp import WSMsgType, web
 from loguru import logger
 
-from agent.emulator.app import EMULATOR_KEY, Emulator, injected_fault
 from agent.emulator.runtime import SessionRuntime, answer_text, answer_to_speech
 from agent.emulator.sessions import ServiceError, Session, unauthorized
 from agent.emulator.speech_detector import SpeechChange, SpeechDetector, SpeechEdge
+from agent.emulator.state import EMULATOR_KEY, Emulator, injected_fault
 from agent.heygen.protocol import ProtocolError
 from agent.heygen.protocol import room_events as rev
 from agent.heygen.protocol import voice_chat as vc
