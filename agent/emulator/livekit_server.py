@@ -52,6 +52,7 @@ def find_binary() -> str | None:
 #: livekit-server binds it is never handed to someone else's bind(("", 0)) meanwhile.
 _PORT_RANGE = (20_000, 32_000)
 _START_ATTEMPTS = 3
+STOP_WAIT_S = 3.0
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -162,7 +163,9 @@ class LiveKitServer:
         if process is not None and process.returncode is None:
             process.terminate()
             try:
-                await asyncio.wait_for(process.wait(), 10)
+                # It drains rooms that still exist before exiting; these rooms are ours
+                # and throwaway, so a short wait, then kill.
+                await asyncio.wait_for(process.wait(), STOP_WAIT_S)
             except TimeoutError:
                 process.kill()
                 await process.wait()
