@@ -33,7 +33,10 @@ async def handle(request: web.Request) -> web.StreamResponse:
         return web.json_response(exc.body(), status=exc.status)
     runtime = em.runtime(session)
     ws = web.WebSocketResponse(heartbeat=None, max_msg_size=4 * 1024 * 1024)
-    await ws.prepare(request)
+    try:
+        await ws.prepare(request)
+    except ConnectionResetError:  # the client left during the handshake
+        return ws
     runtime.sockets.add(ws)
     agent = _Agent(ws, runtime)
     try:

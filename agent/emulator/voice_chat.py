@@ -52,7 +52,10 @@ async def handle(request: web.Request) -> web.StreamResponse:
     offered = request.headers.get("Sec-WebSocket-Extensions")
     session.audio.extensions_offered.append(offered or "")
     ws = web.WebSocketResponse(heartbeat=None, compress=False, max_msg_size=4 * 1024 * 1024)
-    await ws.prepare(request)
+    try:
+        await ws.prepare(request)
+    except ConnectionResetError:  # the client left during the handshake
+        return ws
     runtime.sockets.add(ws)
     chat = _Chat(em, session, runtime, ws, request)
     try:

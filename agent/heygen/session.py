@@ -461,7 +461,13 @@ class HeyGenSession:
                 )
                 self._spawn(self.stop(reason=why), "heygen-stop")
 
-        await room.connect(self.info.url, self.info.access_token.get_secret_value())
+        # A connect cancelled half-way leaves LiveKit's native side waiting ~10 s for the
+        # room it is still joining (and the process cannot exit meanwhile): let it finish,
+        # then honour the cancel; the shutdown disconnects the room properly.
+        _, cancelled = await _despite_cancel(
+            room.connect(self.info.url, self.info.access_token.get_secret_value()))
+        if cancelled:
+            raise asyncio.CancelledError
         logger.debug(f"HeyGen session {self.session_id}: LiveKit room joined")
 
     def _watch_media(self, reason: str) -> None:
