@@ -334,3 +334,28 @@ async def test_lost_media_ends_the_session_with_a_reason(
         assert reason.startswith(expected), reason
         assert emulator.emulator.registry.counts()["stopped"] == 1
         assert emulator.emulator.registry.counts()["open"] == 0
+
+
+async def test_stop_while_the_listener_hears_started_stops(
+    server: EmulatorServer, client: api.HeyGenClient
+) -> None:
+    """stop() while start() is telling its listener: the session is running by then, and
+    stop() ends it without waiting for the listener."""
+    class SlowToHear(SessionListener):
+        def __init__(self) -> None:
+            self.hearing = asyncio.Event()
+            self.release = asyncio.Event()
+
+        async def on_started(self, session: HeyGenSession) -> None:
+            self.hearing.set()
+            await self.release.wait()
+
+    listener = SlowToHear()
+    session = HeyGenSession(client, NO_MEDIA, listener)
+    starting = asyncio.create_task(session.start())
+    await within(listener.hearing.wait(), "start() told its listener")
+    await within(session.stop(reason="late"), "stop() returned")
+    assert counts(server)["stopped"] == 1 and counts(server)["open"] == 0
+    assert session.state is SessionState.STOPPED
+    listener.release.set()
+    await within(starting, "start() ended")

@@ -236,7 +236,12 @@ class HeyGenSession:
             # created (it alone knows whether ``new`` has answered).
             self._abort_reason = reason
             starting.cancel()
-            _, cancelled = await _despite_cancel(self._stopped.wait())
+            _, cancelled = await _despite_cancel(asyncio.wait({starting}))
+            if self.state not in (SessionState.STOPPING, SessionState.STOPPED):
+                # it had just finished starting when the cancel came: stop it here
+                _, late = await _despite_cancel(self.stop(reason=reason))
+                cancelled = cancelled or late
+            await self._stopped.wait()
             if cancelled:
                 raise asyncio.CancelledError
             return
