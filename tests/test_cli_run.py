@@ -223,3 +223,20 @@ async def test_run_refuses_a_missing_wav_before_connecting(where: str, tmp_path:
     code, _, err = await heygen_agent(*args)
     assert code == 3, err
     assert err.splitlines() == [expected]
+
+
+def test_ctrl_c_while_the_command_loads_is_an_exit_code_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The command modules (and Pipecat behind them) load inside main(): a Ctrl-C there
+    is exit 130 and nothing printed."""
+    from agent import cli
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    assert cli.main(["run", "x.yaml"]) == 130
+    assert capsys.readouterr().err == ""
+    loaded_at_top = {"account", "emulate", "run", "logger"} & set(vars(cli))
+    assert not loaded_at_top, "nothing but the standard library at the CLI's top"
