@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from agent.heygen.protocol import ProtocolError
@@ -26,7 +26,9 @@ from agent.heygen.protocol import voice_chat as vc
 from agent.pipeline.errors import ConfigError
 from agent.pipeline.loader import load_agent_file
 
-FAST = settings(max_examples=150, deadline=1000,
+# derandomize: the same examples every run, so CI cannot go red by chance; a bug found
+# once becomes an @example below.
+FAST = settings(max_examples=150, deadline=1000, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 json_values = st.recursive(
@@ -118,6 +120,7 @@ def yaml_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @FAST
+@example(content=b"!$")  # an unknown tag: found by this test, a traceback until fixed
 @given(st.binary(max_size=400) | yaml_like.map(str.encode)
        | st.recursive(json_values, lambda inner: st.dictionaries(
            st.sampled_from(SECTIONS), inner, max_size=4), max_leaves=10).map(

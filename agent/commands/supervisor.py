@@ -207,22 +207,5 @@ def run_bounded(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
             asyncio.wait_for(loop.shutdown_asyncgens(), LEFTOVER_TASKS_S))
         return result
     finally:
-        _stop_livekit_native()
         loop.close()
 
-
-def _stop_livekit_native() -> None:
-    """Shut LiveKit's native runtime down while the event loop still exists.
-
-    LiveKit does it itself at exit (atexit), but by then its threads may call back into an
-    interpreter that is finalising, and the process aborts ("panic in a function that
-    cannot unwind", exit -6: seen about once in 15 runs on a loaded machine). Its client
-    is private API, so anything unexpected here leaves the job to LiveKit's own handler."""
-    ffi = sys.modules.get("livekit.rtc._ffi_client")
-    client = getattr(getattr(ffi, "FfiClient", None), "_instance", None)
-    dispose = getattr(client, "_dispose", None)
-    if callable(dispose):
-        try:
-            dispose()
-        except Exception as exc:  # never a reason to fail the command
-            logger.debug(f"LiveKit's native runtime did not shut down cleanly: {exc!r}")

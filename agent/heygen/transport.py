@@ -213,7 +213,20 @@ class HeyGenTransport(BaseTransport):
     def _spawn(self, coro: Any) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
         self._media_tasks.add(task)
-        task.add_done_callback(self._media_tasks.discard)
+        task.add_done_callback(self._media_task_done)
+
+    def _media_task_done(self, task: asyncio.Task[None]) -> None:
+        """A media stream that failed is said in one line, never left for asyncio to
+        print as a traceback; while the session ends (LiveKit refuses a stream on a room
+        being torn down) it is expected, and only logged for debugging."""
+        self._media_tasks.discard(task)
+        if task.cancelled() or task.exception() is None:
+            return
+        error = task.exception()
+        if self._ended or self.session.state is not SessionState.RUNNING:
+            logger.debug(f"HeyGen media stream ended with the session: {error!r}")
+        else:
+            logger.warning(f"HeyGen media stream failed: {error!r}")
 
     async def _pump_video(self, track: rtc.Track) -> None:
         """Read frames as fast as LiveKit gives them into a bounded queue, and push from

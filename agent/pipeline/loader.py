@@ -106,15 +106,19 @@ def _load(
         raise fail("no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise fail(f"cannot read it: {exc}") from None
+    def not_yaml(exc: yaml.YAMLError) -> ConfigError:
+        if isinstance(exc, yaml.MarkedYAMLError):
+            mark = exc.problem_mark or exc.context_mark
+            line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+            return fail(f"not valid YAML: {exc.problem or exc.context}", line, column)
+        # the reader's: characters YAML does not allow
+        line, column = _line_column(text, getattr(exc, "position", 0))
+        return fail(f"not valid YAML: {str(exc).splitlines()[0]}", line, column)
+
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise fail(f"not valid YAML: {exc.problem or exc.context}", line, column) from None
-    except yaml.YAMLError as exc:  # the reader's: characters YAML does not allow
-        line, column = _line_column(text, getattr(exc, "position", 0))
-        raise fail(f"not valid YAML: {str(exc).splitlines()[0]}", line, column) from None
+    except yaml.YAMLError as exc:
+        raise not_yaml(exc) from None
     if node is None:
         raise fail("the file is empty; it needs at least a 'heygen' section")
     marks = _Marks()
@@ -124,7 +128,10 @@ def _load(
         mark = exc.node.start_mark
         raise fail(f"more than {MAX_VALUES} values: YAML aliases that expand without bound",
                    mark.line + 1, mark.column + 1) from None
-    data = yaml.safe_load(text)
+    try:
+        data = yaml.safe_load(text)  # composes again, then constructs (tags fail here)
+    except yaml.YAMLError as exc:
+        raise not_yaml(exc) from None
     if data is None:
         raise fail("the file is empty; it needs at least a 'heygen' section")
     if not isinstance(data, dict):

@@ -168,7 +168,8 @@ async def finish(matrix: Matrix, child: Child, code: int, expected_code: int,
     assert code == expected_code, child.output[-3000:]
     if line is not None:
         assert re.search(line, child.last_line), child.output[-3000:]
-    assert "Traceback" not in child.output, child.output[-3000:]
+    at = child.output.find("Traceback")
+    assert at < 0, child.output[max(0, at - 500):at + 2500]
     matrix.check_no_secret(child.output)
     await eventually(lambda: matrix.counts()["open"] == 0, "no session left open")
     report(case, step, fault, outcome, code, child.last_line)
