@@ -65,23 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = handler(args)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    _exit_now_if_native_threads(code)
+    from agent.commands import native
+
+    native.exit_now_if_marked(code)  # after run/emulate: see agent.commands.native
     return code
-
-
-def _exit_now_if_native_threads(code: int) -> None:
-    """After a run, end the process without finalising the interpreter.
-
-    LiveKit's native threads can call back into Python while it finalises; such a thread
-    is then torn down through Rust code that cannot unwind, and the process aborts ("panic
-    in a function that cannot unwind", exit -6: about one run in fifteen on a loaded
-    machine). By now the session is stopped and every file written; flush and leave."""
-    from agent.commands import run
-
-    if run.native_threads_started:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import signal
 
+from agent.commands import native
 from agent.emulator.config import EmulatorConfig, LiveKitSettings
 from agent.emulator.faults import FailNext, FaultSettings
 from agent.emulator.livekit_server import LiveKitServer, LiveKitUnavailable
@@ -43,6 +44,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    native.mark()
     return asyncio.run(_serve(args))
 
 

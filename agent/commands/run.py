@@ -21,9 +21,6 @@ if TYPE_CHECKING:  # Pipecat is imported only by the commands that run a pipelin
     from agent.pipeline.schema import PipelineFile
 
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG = 0, 1, 3
-#: Set once a run has started LiveKit's native threads: the process must then end with
-#: os._exit (see agent.cli.main), not by finalising the interpreter.
-native_threads_started = False
 STATUS_INTERVAL_S = 0.5
 
 
@@ -94,10 +91,10 @@ def run_command(args: argparse.Namespace) -> int:
         file.input = WavInput(type="wav", path=str(args.input_wav.resolve()), lead_in_s=1.0)
     logger.remove()
     logger.add(sys.stderr, level=os.environ.get("HEYGEN_LOG_LEVEL", file.logging.level))
+    from agent.commands import native
     from agent.commands.supervisor import run_bounded
 
-    global native_threads_started
-    native_threads_started = True
+    native.mark()
     return run_bounded(lambda: _main(file, specs, args))
 
 
