@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import sys
 from collections.abc import Awaitable, Callable
 
-from agent.heygen.api import HeyGenClient, HeyGenError, SessionStateError
-from agent.heygen.ledger import SessionLedger
+from agent.heygen.api import HeyGenClient, HeyGenError
+from agent.heygen.ledger import SessionLedger, stop_left_behind
 
 EXIT_OK, EXIT_ERROR = 0, 1
 
@@ -66,11 +65,8 @@ async def voices(client: HeyGenClient, args: argparse.Namespace) -> int:
 
 async def sessions_command(client: HeyGenClient, args: argparse.Namespace) -> int:
     ledger = SessionLedger()
-    for record in ledger.left_behind(client.base_url, client.key_fingerprint):
-        # a process of ours was killed before it could stop this one: stop it now
-        with contextlib.suppress(SessionStateError):
-            await client.stop_session(record.session_id)
-        ledger.remove(record.session_id)
+    # a process of ours was killed before it could stop these: stop them now
+    for record in await stop_left_behind(client, ledger):
         print(f"stopped {record.session_id} (left open by process {record.pid}, "
               f"which ended without stopping it)")
     if args.action != "stop":

@@ -23,8 +23,12 @@ import socket
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from loguru import logger
+
+if TYPE_CHECKING:
+    from agent.heygen.api import HeyGenClient
 
 ENV_STATE_DIR = "HEYGEN_AGENT_STATE_DIR"
 
@@ -61,7 +65,7 @@ class Record:
         except ProcessLookupError:
             return True
         except PermissionError:
-            return False
+            pass  # alive, another user's
         return False
 
 
@@ -106,3 +110,24 @@ class SessionLedger:
     def _path(self, session_id: str) -> Path:
         safe = "".join(c for c in session_id if c.isalnum() or c in "-_")
         return self.directory / f"{safe}.json"
+
+
+async def stop_left_behind(client: HeyGenClient, ledger: SessionLedger) -> list[Record]:
+    """Stop the sessions that killed processes of ``client``'s key left open, as the local
+    record knows them; returns those now ended. Best effort: a stop that fails is logged
+    and its record kept for next time."""
+    from agent.heygen.api import HeyGenError, SessionStateError  # the client imports us
+
+    ended = []
+    for record in ledger.left_behind(client.base_url, client.key_fingerprint):
+        try:
+            await client.stop_session(record.session_id)
+        except SessionStateError:
+            pass  # it had ended by itself (idle timeout)
+        except HeyGenError as exc:
+            logger.warning(f"HeyGen session {record.session_id} left by process "
+                           f"{record.pid} could not be stopped yet: {exc}")
+            continue
+        ledger.remove(record.session_id)
+        ended.append(record)
+    return ended

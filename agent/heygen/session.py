@@ -30,7 +30,7 @@ from websockets.asyncio.client import connect as ws_connect
 
 from agent.heygen.api import HeyGenClient, HeyGenError, SessionStateError
 from agent.heygen.chunker import AudioChunker
-from agent.heygen.ledger import SessionLedger
+from agent.heygen.ledger import SessionLedger, stop_left_behind
 from agent.heygen.protocol import ProtocolError
 from agent.heygen.protocol import interactive as ia
 from agent.heygen.protocol import room_events as rev
@@ -191,7 +191,10 @@ class HeyGenSession:
 
     async def _start_sequence(self) -> None:
         opts = self.options
-        await self._stop_left_behind()
+        if self._ledger is not None:
+            for record in await stop_left_behind(self._root_client, self._ledger):
+                logger.warning(f"stopped HeyGen session {record.session_id}, left open by "
+                               f"process {record.pid} (it ended without stopping it)")
         if opts.use_session_token:
             token = await self._root_client.create_token()
             self._token = token.get_secret_value()
@@ -304,25 +307,6 @@ class HeyGenSession:
     def _forget(self, session_id: str) -> None:
         if self._ledger is not None:
             self._ledger.remove(session_id)
-
-    async def _stop_left_behind(self) -> None:
-        """Stop the sessions a killed process of this key left open (best effort: a
-        failure here is logged and the record kept for next time)."""
-        if self._ledger is None:
-            return
-        root = self._root_client
-        for record in self._ledger.left_behind(root.base_url, root.key_fingerprint):
-            try:
-                await root.stop_session(record.session_id)
-                logger.warning(f"stopped HeyGen session {record.session_id}, left open by "
-                               f"process {record.pid} (it ended without stopping it)")
-            except SessionStateError:
-                pass  # it had ended by itself (idle timeout)
-            except HeyGenError as exc:
-                logger.warning(f"HeyGen session {record.session_id} left by process "
-                               f"{record.pid} could not be stopped yet: {exc}")
-                continue
-            self._ledger.remove(record.session_id)
 
     async def wait_stopped(self) -> str:
         await self._stopped.wait()
