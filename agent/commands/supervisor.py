@@ -157,18 +157,18 @@ class Supervisor:
         """Say why the run failed (its first cause, and a session left open, each one
         line) and return the exit code."""
         session = self.agent.transport.session
-        lines = list(self.failures)
+        said = self.failures[:1]  # the first cause; what followed came of it
         if session.stop_error is not None:
-            lines.append(f"HeyGen session {session.session_id} may still be open (billed): "
-                         f"{session.stop_error}; end it with: heygen-agent sessions stop "
-                         f"{session.session_id}")
-        elif session.session_id is None and not self.signals and not lines:
-            lines.append("the HeyGen session ended: not started")
-        for line in dict.fromkeys([*lines[:1], *lines[len(self.failures):]]):
+            said.append(f"HeyGen session {session.session_id} may still be open (billed): "
+                        f"{session.stop_error}; end it with: heygen-agent sessions stop "
+                        f"{session.session_id}")
+        elif session.session_id is None and not self.signals and not said:
+            said.append("the HeyGen session ended: not started")
+        for line in said:
             print(f"heygen-agent: {line}", file=sys.stderr)
-        if not lines:
+        if not said:
             return EXIT_OK
-        if self._forced and lines == self.failures and len(lines) == 1:
+        if self._forced and len(self.failures) == 1 and session.stop_error is None:
             return EXIT_SIGNAL.get(self.signals[-1], EXIT_ERROR)
         return EXIT_ERROR
 
