@@ -52,11 +52,13 @@ class AvatarParticipant:
         height: int = 360,
         fps: int = 25,
         sample_rate: int = 24_000,
+        publish_delay_s: float = 0.0,
     ) -> None:
         self.livekit_url = livekit_url
         self._token = token
         self.fps = fps
         self.sample_rate = sample_rate
+        self.publish_delay_s = publish_delay_s
         self.faces = FaceFrames(width, height)
         self.room = rtc.Room()
         self.joined = False
@@ -67,6 +69,7 @@ class AvatarParticipant:
         self._speak_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._left = False
+        self._leaving: asyncio.Task[None] | None = None
         #: Called with True/False when the user's client sends push_to_talk:start/stop.
         self.on_push_to_talk: Callable[[bool], Coroutine[Any, Any, None]] | None = None
         #: Called with text the client sends on the data channel for the avatar to answer.
@@ -98,23 +101,44 @@ class AvatarParticipant:
             if track.kind == rtc.TrackKind.KIND_AUDIO:
                 self._tasks.append(loop.create_task(self._hear(track), name="avatar-hears"))
 
+        began = loop.time()
         await self.room.connect(self.livekit_url, self._token)
         self.joined = True
+        logger.debug(f"emulated avatar joined {self.room.name} in {loop.time() - began:.2f} s")
+        # ``streaming.start`` answers now; the tracks follow, as HeyGen's do (clients wait
+        # for them). Publishing can take seconds on a loaded machine, and a REST answer
+        # held up by it times out the client's start.
+        self._tasks.append(loop.create_task(self._publish(), name="avatar-publish"))
+
+    async def _publish(self) -> None:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await asyncio.sleep(self.publish_delay_s)  # the media-delay fault
         video = rtc.VideoSource(self.faces.width, self.faces.height)
         audio = rtc.AudioSource(self.sample_rate, 1, queue_size_ms=200)
         participant = self.room.local_participant
-        await participant.publish_track(
-            rtc.LocalVideoTrack.create_video_track("avatar-video", video),
-            rtc.TrackPublishOptions(
-                source=rtc.TrackSource.SOURCE_CAMERA,
-                simulcast=False,
-                video_encoding=rtc.VideoEncoding(max_framerate=self.fps, max_bitrate=500_000),
-            ),
-        )
-        await participant.publish_track(
-            rtc.LocalAudioTrack.create_audio_track("avatar-audio", audio),
-            rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE),
-        )
+        try:
+            await participant.publish_track(
+                rtc.LocalVideoTrack.create_video_track("avatar-video", video),
+                rtc.TrackPublishOptions(
+                    source=rtc.TrackSource.SOURCE_CAMERA,
+                    simulcast=False,
+                    video_encoding=rtc.VideoEncoding(max_framerate=self.fps,
+                                                     max_bitrate=500_000),
+                ),
+            )
+            await participant.publish_track(
+                rtc.LocalAudioTrack.create_audio_track("avatar-audio", audio),
+                rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE),
+            )
+        except Exception as exc:
+            # No media will come: leave, as HeyGen's avatar would drop out; the client
+            # sees the avatar go and ends the session.
+            logger.error(f"emulated avatar could not publish its media: {exc}")
+            self._leaving = loop.create_task(self.leave(), name="avatar-leave")
+            return
+        logger.debug(f"emulated avatar in {self.room.name} published its media in "
+                     f"{loop.time() - began:.2f} s")
         self._tasks += [
             loop.create_task(self._publish_video(video), name="avatar-video"),
             loop.create_task(self._publish_audio(audio), name="avatar-audio"),

@@ -30,6 +30,9 @@ class FaultSettings(BaseModel):
     fail_next: FailNext | None = None
     ws_drop_after_messages: int | None = Field(None, ge=0)
     ws_drop_after_seconds: float | None = Field(None, ge=0)
+    media_delay_ms: float | None = Field(
+        None, ge=0, description="a new avatar waits this long before publishing its tracks, "
+        "as on a loaded media server")
     reset: bool = False
 
 
@@ -44,6 +47,7 @@ class Faults:
     latency_s: float = 0.0
     ws_drop_after_messages: int | None = None
     ws_drop_after_seconds: float | None = None
+    media_delay_s: float = 0.0
     _failures: list[_Failure] = field(default_factory=list)
 
     def apply(self, settings: FaultSettings) -> None:
@@ -51,6 +55,7 @@ class Faults:
             self.latency_s = 0.0
             self.ws_drop_after_messages = None
             self.ws_drop_after_seconds = None
+            self.media_delay_s = 0.0
             self._failures.clear()
         if settings.latency_ms is not None:
             self.latency_s = settings.latency_ms / 1000
@@ -60,6 +65,8 @@ class Faults:
             self.ws_drop_after_messages = settings.ws_drop_after_messages
         if settings.ws_drop_after_seconds is not None:
             self.ws_drop_after_seconds = settings.ws_drop_after_seconds
+        if settings.media_delay_ms is not None:
+            self.media_delay_s = settings.media_delay_ms / 1000
 
     def take_failure(self, path: str) -> FailNext | None:
         """The injected failure for this request, if one is armed; uses it up."""
@@ -79,4 +86,5 @@ class Faults:
             ],
             "ws_drop_after_messages": self.ws_drop_after_messages,
             "ws_drop_after_seconds": self.ws_drop_after_seconds,
+            "media_delay_ms": self.media_delay_s * 1000,
         }

@@ -142,6 +142,7 @@ def default_avatar_factory(session: Session, emulator: Emulator) -> Avatar:
         width=config.avatar_width,
         height=config.avatar_height,
         fps=config.avatar_fps,
+        publish_delay_s=emulator.faults.media_delay_s,
     )
 
 
