@@ -34,7 +34,8 @@ from agent.heygen.settings import HEYGEN, LIVEAVATAR, Service, resolve_api_key
 M = TypeVar("M", bound=BaseModel)
 
 #: Added to a refused key's error: what a user most likely did wrong.
-KEY_HINT = "LiveAvatar takes its own API key (LIVEAVATAR_API_KEY); a HeyGen API key does not"
+KEY_HINT = "LiveAvatar takes its own API key (LIVEAVATAR_API_KEY), not a HeyGen one"
+SAID_SO_HINT = "set LIVEAVATAR_API_KEY to a LiveAvatar key"
 HEYGEN_KEY_HINT = (
     "this is the key in HEYGEN_API_KEY; LiveAvatar takes its own API key (LIVEAVATAR_API_KEY)"
 )
@@ -130,8 +131,9 @@ class LiveAvatarClient(RestClient):
         error = super()._api_error(endpoint, status, code, message, retry_after)
         if endpoint.auth != "api_key" or not isinstance(error, AuthenticationError):
             return error
-        heygen_key = bool(self._api_key) and self._api_key == resolve_api_key(None, HEYGEN)
-        cls = WrongServiceKeyError if heygen_key else type(error)
-        hint = HEYGEN_KEY_HINT if heygen_key else KEY_HINT
+        in_heygen_env = bool(self._api_key) and self._api_key == resolve_api_key(None, HEYGEN)
+        said_so = isinstance(error, WrongServiceKeyError)
+        cls = WrongServiceKeyError if in_heygen_env or said_so else type(error)
+        hint = HEYGEN_KEY_HINT if in_heygen_env else SAID_SO_HINT if said_so else KEY_HINT
         return cls(endpoint=error.endpoint, status=status, code=code,
                    message=f"{error.message} ({hint})", retry_after=retry_after)
