@@ -148,21 +148,15 @@ def test_liveavatar_session_tokens(token: str) -> None:
 @FAST
 @given(st.binary(max_size=300) | st.text(max_size=300) | with_type("event_type", [
     "avatar.speak_text", "avatar.speak_response", "avatar.interrupt", "session.stop",
-    "user.transcription", "session.stopped", "avatar.speak_started"]))
-def test_liveavatar_data_topics(message: str | bytes) -> None:
-    for wire in as_wire(message) if isinstance(message, str) else [message]:
-        for parse in (la_room.parse_command, la_room.parse_event):
-            with contextlib.suppress(ProtocolError):
-                parse(wire)
-
-
-@FAST
-@given(st.binary(max_size=300) | st.text(max_size=300) | with_type("type", [
+    "user.transcription", "session.stopped", "avatar.speak_started"]) | with_type("type", [
     "agent.speak", "agent.speak_end", "agent.interrupt", "session.keep_alive",
     "session.state_updated", "agent.speak_started", "agent.speak_interrupted"]))
-def test_liveavatar_lite_socket(message: str | bytes) -> None:
+def test_liveavatar_messages(message: str | bytes) -> None:
+    """FULL mode's data topics and LITE mode's socket, both directions."""
+    parsers = (la_room.parse_command, la_room.parse_event, la_socket.parse_command,
+               la_socket.parse_server_event)
     for wire in as_wire(message) if isinstance(message, str) else [message]:
-        for parse in (la_socket.parse_command, la_socket.parse_server_event):
+        for parse in parsers:
             with contextlib.suppress(ProtocolError):
                 parse(wire)
 

@@ -7,13 +7,11 @@ a guess of how long something takes.
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from loguru import logger
 
 from agent.emulator.config import EMULATOR_HEYGEN_KEY, EmulatorConfig
 from agent.emulator.server import EmulatorServer
@@ -22,6 +20,7 @@ from agent.heygen.ledger import fingerprint
 from agent.heygen.protocol.liveavatar import rest as la
 from agent.heygen.protocol.liveavatar import socket as lite
 from agent.heygen.redact import MASK
+from tests.emulator_admin import set_faults
 from tests.waiting import within
 
 KEY = "la-test-key-0123456789"
@@ -44,25 +43,6 @@ async def server() -> AsyncIterator[EmulatorServer]:
 async def client(server: EmulatorServer) -> AsyncIterator[api.LiveAvatarClient]:
     async with api.LiveAvatarClient(KEY, base_url=server.base_url, max_retries=2) as client:
         yield client
-
-
-async def set_faults(server: EmulatorServer, **settings: object) -> None:
-    async with httpx.AsyncClient() as http:
-        answer = await http.post(server.base_url + "/_emulator/faults", json=settings)
-        answer.raise_for_status()
-
-
-@pytest.fixture
-def captured_logs() -> Iterator[list[str]]:
-    """Every loguru and stdlib log line, at every level."""
-    lines: list[str] = []
-    sink = logger.add(lambda m: lines.append(str(m)), level="TRACE")
-    handler = logging.Handler(level=logging.DEBUG)
-    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
-    logging.getLogger().addHandler(handler)
-    yield lines
-    logging.getLogger().removeHandler(handler)
-    logger.remove(sink)
 
 
 # ------------------------------------------------------------------ the session's life
