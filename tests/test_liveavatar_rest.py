@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from agent.emulator.config import EMULATOR_HEYGEN_KEY, EmulatorConfig
+from agent.emulator.config import EMULATOR_HEYGEN_KEY, EMULATOR_LIVEAVATAR_KEY, EmulatorConfig
 from agent.emulator.server import EmulatorServer
 from agent.heygen import api
 from agent.heygen.ledger import fingerprint
@@ -161,6 +161,10 @@ async def test_a_heygen_key_is_refused_and_said_to_be_one(server: EmulatorServer
         assert "HeyGen API key" in str(error) and "LIVEAVATAR_API_KEY" in str(error)
         assert heygen_key not in str(error)
     assert server.emulator.registry.counts()["created"] == 0
+    for liveavatar_key in (KEY, EMULATOR_LIVEAVATAR_KEY):  # nor the other way round
+        async with api.HeyGenClient(liveavatar_key, base_url=server.base_url) as heygen:
+            with pytest.raises(api.AuthenticationError):
+                await heygen.list_avatars()
 
 
 async def test_a_wrong_key_says_what_key_liveavatar_takes(

@@ -47,9 +47,14 @@ class EmulatorConfig:
     liveavatar_idle_timeout_s: float = la.IDLE_TIMEOUT_S
 
     def accepts_key(self, key: str | None) -> bool:
-        if not key:
+        """A HeyGen key: never one of the LiveAvatar keys, which HeyGen does not take."""
+        if not key or self.is_liveavatar_key(key):
             return False
         return self.api_keys is None or key in self.api_keys
+
+    def is_liveavatar_key(self, key: str) -> bool:
+        listed = self.liveavatar_api_keys is not None and key in self.liveavatar_api_keys
+        return key == EMULATOR_LIVEAVATAR_KEY or listed
 
     def is_heygen_key(self, key: str) -> bool:
         """A key this emulator knows as a HeyGen one (never a LiveAvatar one)."""
@@ -58,7 +63,6 @@ class EmulatorConfig:
     def accepts_liveavatar_key(self, key: str | None) -> bool:
         if not key:
             return False
-        listed = self.liveavatar_api_keys is not None and key in self.liveavatar_api_keys
-        if key == EMULATOR_LIVEAVATAR_KEY or listed:
+        if self.is_liveavatar_key(key):
             return True
         return self.liveavatar_api_keys is None and not self.is_heygen_key(key)
