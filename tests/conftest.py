@@ -1,9 +1,11 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from loguru import logger
 
 from agent.emulator.livekit_server import LiveKitServer
 from tests.machine import require_livekit_binary
@@ -26,3 +28,20 @@ async def livekit_server() -> AsyncIterator[LiveKitServer]:
     that leaves a room behind cannot disturb the next one."""
     async with LiveKitServer(require_livekit_binary()) as server:
         yield server
+
+
+@pytest.fixture
+def captured_logs() -> Iterator[list[str]]:
+    """Every loguru and stdlib log line, at every level."""
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(str(m)), level="TRACE")
+    handler = logging.Handler(level=logging.DEBUG)
+    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    yield lines
+    root.removeHandler(handler)
+    root.setLevel(old_level)
+    logger.remove(sink)

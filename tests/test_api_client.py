@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from loguru import logger
 
 from agent.heygen import api
 from agent.heygen.protocol import interactive as ia
@@ -42,23 +40,6 @@ async def stub() -> AsyncIterator[StubServer]:
 async def client(stub: StubServer) -> AsyncIterator[api.HeyGenClient]:
     async with api.HeyGenClient(KEY, base_url=stub.base_url, timeout=2.0) as c:
         yield c
-
-
-@pytest.fixture
-def captured_logs() -> Iterator[list[str]]:
-    """Every loguru and stdlib log line, at every level."""
-    lines: list[str] = []
-    sink = logger.add(lambda m: lines.append(str(m)), level="TRACE")
-    handler = logging.Handler(level=logging.DEBUG)
-    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
-    root = logging.getLogger()
-    old_level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    yield lines
-    root.removeHandler(handler)
-    root.setLevel(old_level)
-    logger.remove(sink)
 
 
 async def test_every_session_endpoint_sends_the_documented_request(

@@ -19,6 +19,7 @@ from agent.emulator.server import EmulatorServer
 from agent.emulator.sessions import EMULATOR_CONCURRENT_LIMIT_CODE
 from agent.heygen import api
 from agent.heygen.protocol import interactive as ia
+from tests.emulator_admin import set_faults
 from tests.waiting import eventually
 
 KEY = "emu-test-key-123456"
@@ -46,12 +47,6 @@ async def state(server: EmulatorServer) -> dict[str, object]:
     async with httpx.AsyncClient(verify=False) as http:
         answer = await http.get(server.base_url + "/_emulator/state")
         return dict(answer.json())
-
-
-async def set_faults(server: EmulatorServer, **settings: object) -> None:
-    async with httpx.AsyncClient() as http:
-        answer = await http.post(server.base_url + "/_emulator/faults", json=settings)
-        answer.raise_for_status()
 
 
 async def test_whole_session_with_the_api_key(

@@ -9,6 +9,7 @@ shape, wrong types, unknown event types), where such bugs live.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 from pathlib import Path
@@ -23,6 +24,9 @@ from agent.heygen.protocol import interactive as ia
 from agent.heygen.protocol import realtime as rt
 from agent.heygen.protocol import room_events as rev
 from agent.heygen.protocol import voice_chat as vc
+from agent.heygen.protocol.liveavatar import rest as la
+from agent.heygen.protocol.liveavatar import room as la_room
+from agent.heygen.protocol.liveavatar import socket as la_socket
 from agent.pipeline.errors import ConfigError
 from agent.pipeline.loader import load_agent_file
 
@@ -106,6 +110,55 @@ def test_rest_answers(body: Any) -> None:
             ia.parse_list(model, body, ia.LIST_SESSIONS, key)
     error = ia.parse_error(body)  # never raises
     assert error.code is None or isinstance(error.code, int)
+
+
+@FAST
+@given(json_values | st.dictionaries(st.sampled_from(["data", "code", "message", "detail"]),
+                                     json_values | st.sampled_from([100, 1000, 4009]),
+                                     max_size=3))
+def test_liveavatar_rest_answers(body: Any) -> None:
+    envelope = la.parse_envelope(body)  # never raises
+    assert envelope.code is None or isinstance(envelope.code, int)
+    assert isinstance(envelope.message, str)
+    for model in (la.TokenAnswer, la.StartAnswer):
+        with contextlib.suppress(ProtocolError):
+            la.parse_data(model, body, la.START)
+    for model, key in ((la.Avatar, "avatars"), (la.Voice, "voices"), (la.Context, "contexts")):
+        with contextlib.suppress(ProtocolError):
+            la.parse_list(model, body, la.LIST_AVATARS, key)
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+@FAST
+@given(st.text(max_size=200) | st.builds(
+    lambda header, payload, tail: f"{header}.{payload}.{tail}",
+    st.text(max_size=10),
+    st.binary(max_size=120).map(b64url) | st.text(max_size=40)
+    | json_values.map(lambda v: b64url(json.dumps({"start_session_data": v}).encode())),
+    st.text(max_size=10)))
+def test_liveavatar_session_tokens(token: str) -> None:
+    """A token is decoded as the SDK does: a mode, or ProtocolError for a malformed one."""
+    with contextlib.suppress(ProtocolError):
+        assert la.token_mode(token) in ("FULL", "LITE")
+
+
+@FAST
+@given(st.binary(max_size=300) | st.text(max_size=300) | with_type("event_type", [
+    "avatar.speak_text", "avatar.speak_response", "avatar.interrupt", "session.stop",
+    "user.transcription", "session.stopped", "avatar.speak_started"]) | with_type("type", [
+    "agent.speak", "agent.speak_end", "agent.interrupt", "session.keep_alive",
+    "session.state_updated", "agent.speak_started", "agent.speak_interrupted"]))
+def test_liveavatar_messages(message: str | bytes) -> None:
+    """FULL mode's data topics and LITE mode's socket, both directions."""
+    parsers = (la_room.parse_command, la_room.parse_event, la_socket.parse_command,
+               la_socket.parse_server_event)
+    for wire in as_wire(message) if isinstance(message, str) else [message]:
+        for parse in parsers:
+            with contextlib.suppress(ProtocolError):
+                parse(wire)
 
 
 SECTIONS = ["version", "heygen", "input", "vad", "processors", "outputs", "video", "logging",

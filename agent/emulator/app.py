@@ -2,8 +2,9 @@
 
 Paths, field names and error shapes come from :mod:`agent.heygen.protocol`, the same
 module the client uses, so the two cannot drift apart silently. The WebSocket handlers
-live in :mod:`agent.emulator.voice_chat` and :mod:`agent.emulator.realtime`; the state all
-of them share, in :mod:`agent.emulator.state`.
+live in :mod:`agent.emulator.voice_chat` and :mod:`agent.emulator.realtime`, LiveAvatar's
+REST API (§5) in :mod:`agent.emulator.liveavatar`; the state all of them share, in
+:mod:`agent.emulator.state`.
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from aiohttp import web
 from loguru import logger
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import SecretStr
 
-from agent.emulator import realtime, voice_chat
+from agent.emulator import liveavatar, realtime, voice_chat
 from agent.emulator.config import EmulatorConfig
 from agent.emulator.faults import FaultSettings
 from agent.emulator.runtime import answer_text, estimate_duration_s
@@ -26,14 +27,15 @@ from agent.emulator.state import (
     EMULATOR_KEY,
     AvatarFactory,
     Emulator,
+    Handler,
     error_response,
-    injected_fault,
+    guarded,
     ok,
+    parse_body,
+    read_json,
 )
 from agent.heygen.protocol import interactive as ia
-
-M = TypeVar("M", bound=BaseModel)
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+from agent.heygen.protocol.liveavatar import rest as la
 
 ADMIN_PREFIX = "/_emulator"
 REALTIME_PATH = "/v2-alpha/interactive-avatar/session/{session_id}"
@@ -50,26 +52,6 @@ VOICES = [
     {"voice_id": "emu-voice-offline", "name": "Recorded only", "language": "English",
      "gender": "neutral", "support_realtime": False},
 ]
-
-
-# ---------------------------------------------------------------------- answers
-
-
-def parse_body(model: type[M], body: Any) -> M:
-    try:
-        return model.model_validate(body if body is not None else {})
-    except ValidationError as exc:
-        problem = ia.first_problem(exc, whole="body")
-        raise ServiceError(400, 400, f"Invalid parameter {problem}") from None
-
-
-async def read_json(request: web.Request) -> Any:
-    if not request.can_read_body:
-        return None
-    try:
-        return await request.json()
-    except ValueError:
-        raise ServiceError(400, 400, "Request body is not valid JSON") from None
 
 
 # ---------------------------------------------------------------------- REST handlers
@@ -203,18 +185,11 @@ REST_HANDLERS: dict[ia.Endpoint, RestHandler] = {
 
 
 def rest_route(endpoint: ia.Endpoint, handler: RestHandler) -> Handler:
-    async def route(request: web.Request) -> web.StreamResponse:
-        em = request.app[EMULATOR_KEY]
-        failure = await injected_fault(em, endpoint.path)
-        if failure is not None:
-            return failure
-        try:
-            owner, token = em.authenticate(request, endpoint)
-            return ok(await handler(em, request, owner, token))
-        except ServiceError as exc:
-            return error_response(exc)
+    async def answer(em: Emulator, request: web.Request) -> web.Response:
+        owner, token = em.authenticate(request, endpoint)
+        return ok(await handler(em, request, owner, token))
 
-    return route
+    return guarded(endpoint.path, answer)
 
 
 # ---------------------------------------------------------------------- admin
@@ -251,7 +226,7 @@ async def index(request: web.Request) -> web.Response:
         {
             "service": "heygen-agent emulator",
             "livekit_url": em.config.livekit.url if em.config.livekit else None,
-            "endpoints": [f"{e.method} {e.path}" for e in ia.ENDPOINTS],
+            "endpoints": [f"{e.method} {e.path}" for e in (*ia.ENDPOINTS, *la.ENDPOINTS)],
         }
     )
 
@@ -268,7 +243,11 @@ CORS_HEADERS = {
 
 @web.middleware
 async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Browsers call HeyGen straight from a page; the emulator must let them too."""
+    """Browsers call HeyGen straight from a page; the emulator must let them too.
+
+    LiveAvatar's official SDK sends ``credentials: "include"``, which a browser allows
+    only with the page's own origin echoed and ``Access-Control-Allow-Credentials: true``
+    (``*`` fails): its paths get both whenever the request names an origin."""
     origin = request.headers.get("Origin", "*")
     if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
         response: web.StreamResponse = web.Response(status=204)
@@ -279,6 +258,8 @@ async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
             return response
     response.headers["Access-Control-Allow-Origin"] = origin
     response.headers["Vary"] = "Origin"
+    if origin != "*" and request.path in liveavatar.PATHS:
+        response.headers["Access-Control-Allow-Credentials"] = "true"
     return response
 
 
@@ -293,6 +274,7 @@ def create_app(
     app[EMULATOR_KEY] = emulator
     for endpoint, handler in REST_HANDLERS.items():
         app.router.add_route(endpoint.method, endpoint.path, rest_route(endpoint, handler))
+    liveavatar.register(app)
     app.router.add_get(voice_chat.CHAT_PATH, voice_chat.handle)
     app.router.add_get(REALTIME_PATH, realtime.handle)
     app.router.add_get("/", index)

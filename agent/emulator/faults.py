@@ -8,19 +8,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class FailNext(BaseModel):
-    """The next ``count`` REST requests (to ``path``, or any) answer with this error."""
+    """The next ``count`` REST requests (to ``path``, or any) answer with this error. A
+    2xx status needs a ``code``: LiveAvatar fails that way, with a failure code in a
+    success status."""
 
     model_config = ConfigDict(extra="forbid")
 
     count: int = Field(1, ge=1)
-    status: int = Field(503, ge=400, le=599)
+    status: int = Field(503, ge=200, le=599)
     code: int | None = None
     message: str = "Injected failure"
     path: str | None = None
+    #: sent as ``Retry-After`` (seconds)
+    retry_after: float | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _failure(self) -> FailNext:
+        if self.status < 400 and self.code is None:
+            raise ValueError("a failure with a status below 400 needs a code")
+        return self
 
 
 class FaultSettings(BaseModel):

@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from agent.heygen.protocol import interactive as ia
+from agent.heygen.protocol.liveavatar import rest as la
 
 
 class SessionState(StrEnum):
@@ -92,10 +93,25 @@ class AudioStats:
         }
 
 
+@dataclass(frozen=True)
+class LiveAvatarSpec:
+    """What makes a session a LiveAvatar one: its token request, and the credential its
+    LITE socket's ``ws_url`` carries."""
+
+    request: la.TokenRequest
+    ws_token: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+
+    @property
+    def mode(self) -> la.Mode:
+        return la.Mode(self.request.mode)
+
+
 @dataclass
 class Session:
     session_id: str
-    request: ia.NewSessionRequest
+    #: The ``streaming.new`` request of an Interactive Avatar session (``None`` for a
+    #: LiveAvatar one, which has :attr:`liveavatar`).
+    request: ia.NewSessionRequest | None
     created_at: float
     #: when it was created as a Unix time, for listings (the other times are the clock's)
     created_unix: float
@@ -111,6 +127,7 @@ class Session:
     audio: AudioStats = field(default_factory=AudioStats)
     tasks: list[dict[str, Any]] = field(default_factory=list)
     push_to_talk_events: list[str] = field(default_factory=list)
+    liveavatar: LiveAvatarSpec | None = None
 
     @property
     def room(self) -> str:
@@ -129,7 +146,16 @@ class Session:
             "audio": self.audio.as_dict(),
             "tasks": list(self.tasks),
             "push_to_talk_events": list(self.push_to_talk_events),
+            **self._describe_liveavatar(),
         }
+
+    def _describe_liveavatar(self) -> dict[str, Any]:
+        if self.liveavatar is None:
+            return {}
+        request = self.liveavatar.request
+        return {"liveavatar": {"mode": self.liveavatar.mode.value,
+                               "is_sandbox": request.is_sandbox,
+                               "avatar_id": request.avatar_id}}
 
 
 class SessionRegistry:
@@ -148,6 +174,8 @@ class SessionRegistry:
         self._sessions: dict[str, Session] = {}
         #: session token → [the key that minted it, the session it serves ("" until used)]
         self._tokens: dict[str, list[str]] = {}
+        #: LiveAvatar session token → its session (kept apart: those serve only LiveAvatar)
+        self._liveavatar_tokens: dict[str, Session] = {}
         self.expired_total = 0
 
     def __iter__(self) -> Iterator[Session]:
@@ -177,23 +205,47 @@ class SessionRegistry:
     ) -> Session:
         if token is not None and self._tokens[token][1]:
             raise unauthorized("Session token has already been used for a session")
+        idle = request.activity_idle_timeout or ia.DEFAULT_IDLE_TIMEOUT_S
+        session = self._add(request, owner_key, float(idle), self.duration_limit_s)
+        if token is not None:
+            self._tokens[token][1] = session.session_id
+        return session
+
+    def create_liveavatar(
+        self, spec: LiveAvatarSpec, *, owner_key: str, idle_timeout_s: float,
+        duration_limit_s: float,
+    ) -> Session:
+        """A LiveAvatar session, as ``sessions/token`` creates it (its token comes next,
+        with :meth:`add_liveavatar_token`: the token names the session)."""
+        session = self._add(None, owner_key, idle_timeout_s, duration_limit_s)
+        session.liveavatar = spec
+        return session
+
+    def add_liveavatar_token(self, token: str, session: Session) -> None:
+        self._liveavatar_tokens[token] = session
+
+    def liveavatar_session(self, token: str) -> Session | None:
+        """The session a LiveAvatar session token was minted for, in whatever state."""
+        return self._liveavatar_tokens.get(token)
+
+    def _add(
+        self, request: ia.NewSessionRequest | None, owner_key: str, idle_timeout_s: float,
+        duration_limit_s: float,
+    ) -> Session:
         if sum(1 for s in self if s.state.open) >= self.max_concurrent:
             raise ServiceError(400, EMULATOR_CONCURRENT_LIMIT_CODE, ia.CONCURRENT_LIMIT_MESSAGE)
         now = self._clock()
-        idle = request.activity_idle_timeout or ia.DEFAULT_IDLE_TIMEOUT_S
         session = Session(
             session_id=secrets.token_hex(16),
             request=request,
             created_at=now,
             created_unix=time.time(),
-            idle_timeout_s=float(idle),
-            duration_limit_s=self.duration_limit_s,
+            idle_timeout_s=idle_timeout_s,
+            duration_limit_s=duration_limit_s,
             last_activity=now,
             owner_key=owner_key,
         )
         self._sessions[session.session_id] = session
-        if token is not None:
-            self._tokens[token][1] = session.session_id
         return session
 
     def get(self, session_id: str, *, owner_key: str | None = None) -> Session:
@@ -232,9 +284,8 @@ class SessionRegistry:
         for session in self:
             if not session.state.open:
                 continue
-            if not session.request.disable_idle_timeout and (
-                now - session.last_activity >= session.idle_timeout_s
-            ):
+            idle_timeout = not (session.request and session.request.disable_idle_timeout)
+            if idle_timeout and now - session.last_activity >= session.idle_timeout_s:
                 self._end(session, SessionState.EXPIRED, "idle timeout")
             elif now - session.created_at >= session.duration_limit_s:
                 self._end(session, SessionState.EXPIRED, "session duration limit")

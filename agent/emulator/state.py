@@ -8,12 +8,13 @@ below all three, so that none of them imports another.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from loguru import logger
+from pydantic import BaseModel, ValidationError
 
 from agent.emulator.config import EmulatorConfig
 from agent.emulator.faults import Faults
@@ -23,6 +24,8 @@ from agent.emulator.sessions import ServiceError, Session, SessionRegistry, unau
 from agent.heygen.protocol import interactive as ia
 
 AvatarFactory = Callable[[Session, "Emulator"], Avatar]
+M = TypeVar("M", bound=BaseModel)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 AVATAR_IDENTITY = "heygen"
 #: Answers carry ``code: 100`` and ``message: "success"`` like the real service's.
@@ -45,6 +48,8 @@ class Emulator:
         self.runtimes: dict[str, SessionRuntime] = {}
         #: requests seen per path (REST calls and socket handshakes), for tests to await
         self.requests = RequestCounts()
+        #: sessions ended (stopped, expired, shut down), counted per session id, likewise
+        self.ends = RequestCounts()
         self._avatar_factory = avatar_factory or default_avatar_factory
 
     # ------------------------------------------------------------------ auth
@@ -103,6 +108,8 @@ class Emulator:
         return runtime
 
     async def end(self, session: Session) -> None:
+        """After the registry ended ``session``: stop what it runs. Every end passes here."""
+        self.ends.arrived(session.session_id)
         runtime = self.runtimes.pop(session.session_id, None)
         if runtime is not None:
             await runtime.close()
@@ -146,6 +153,25 @@ def default_avatar_factory(session: Session, emulator: Emulator) -> Avatar:
     )
 
 
+def parse_body(model: type[M], body: Any, *, status: int = 400, code: int = 400) -> M:
+    """``body`` as ``model``, or the error answer naming the first thing wrong with it."""
+    try:
+        return model.model_validate(body if body is not None else {})
+    except ValidationError as exc:
+        problem = ia.first_problem(exc, whole="body")
+        raise ServiceError(status, code, f"Invalid parameter {problem}") from None
+
+
+async def read_json(request: web.Request, *, code: int = 400) -> Any:
+    """The request's JSON body, ``None`` when it has none."""
+    if not request.can_read_body:
+        return None
+    try:
+        return await request.json()
+    except ValueError:
+        raise ServiceError(400, code, "Request body is not valid JSON") from None
+
+
 def ok(data: Any = None) -> web.Response:
     return web.json_response({"code": SUCCESS_CODE, "data": data, "message": "success"})
 
@@ -163,4 +189,28 @@ async def injected_fault(em: Emulator, path: str) -> web.Response | None:
     injected = em.faults.take_failure(path)
     if injected is None:
         return None
-    return error_response(ServiceError(injected.status, injected.code, injected.message))
+    response = error_response(ServiceError(injected.status, injected.code, injected.message))
+    if injected.retry_after is not None:
+        response.headers["Retry-After"] = f"{injected.retry_after:g}"
+    return response
+
+
+def guarded(
+    path: str,
+    answer: Callable[[Emulator, web.Request], Awaitable[web.Response]],
+    render: Callable[[ServiceError], web.Response] = error_response,
+) -> Handler:
+    """A REST route at ``path``: counted, with the armed faults applied, and a
+    :class:`ServiceError` from ``answer`` turned into its answer by ``render``."""
+
+    async def route(request: web.Request) -> web.StreamResponse:
+        em = request.app[EMULATOR_KEY]
+        failure = await injected_fault(em, path)
+        if failure is not None:
+            return failure
+        try:
+            return await answer(em, request)
+        except ServiceError as exc:
+            return render(exc)
+
+    return route

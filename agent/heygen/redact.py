@@ -31,6 +31,18 @@ class Redactor:
         if secret and len(secret) >= _MIN_SECRET_LENGTH:
             self._secrets.add(secret)
 
+    def add_url(self, url: str | SecretStr | None) -> None:
+        """A URL that may carry a credential: the values of its credential-like query
+        parameters, and the URL whole."""
+        if isinstance(url, SecretStr):
+            url = url.get_secret_value()
+        if not url:
+            return
+        self.add(url)
+        for name, value in parse_qsl(urlsplit(url).query, keep_blank_values=True):
+            if _SECRET_PARAM.search(name):
+                self.add(value)
+
     def __call__(self, text: str) -> str:
         # Longest first, so a secret that contains another is masked whole.
         for secret in sorted(self._secrets, key=len, reverse=True):

@@ -1,4 +1,5 @@
-"""Async REST client for HeyGen, with typed errors and redacted logging."""
+"""Async REST clients for HeyGen's two APIs (Interactive Avatar and LiveAvatar), with typed
+errors and redacted logging."""
 
 from agent.heygen.api.client import HeyGenClient
 from agent.heygen.api.errors import (
@@ -15,7 +16,9 @@ from agent.heygen.api.errors import (
     ServerError,
     SessionStateError,
     TransportError,
+    WrongServiceKeyError,
 )
+from agent.heygen.api.liveavatar import LiveAvatarClient
 
 __all__ = [
     "APIError",
@@ -26,10 +29,12 @@ __all__ = [
     "HeyGenClient",
     "HeyGenError",
     "InvalidResponseError",
+    "LiveAvatarClient",
     "NotFoundError",
     "RateLimitError",
     "RequestTimeout",
     "ServerError",
     "SessionStateError",
     "TransportError",
+    "WrongServiceKeyError",
 ]

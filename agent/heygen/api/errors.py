@@ -1,13 +1,16 @@
 """Typed errors for everything that talks to HeyGen over HTTP.
 
 Modelled on httpx: one base class to catch, subclasses for what a caller decides on, and
-a ``retryable`` flag so that retry logic need not know status codes. Messages are already
+a ``retryable`` flag so that retry logic need not know status codes. Both APIs (Interactive
+Avatar and LiveAvatar) raise these; LiveAvatar's failures on HTTP 200 (a failure code in a
+success status) are :class:`APIError` too, with that status. Messages are already
 redacted: they never contain an API key or token.
 """
 
 from __future__ import annotations
 
 from agent.heygen.protocol import interactive
+from agent.heygen.protocol.liveavatar import rest as liveavatar
 
 
 class HeyGenError(Exception):
@@ -73,6 +76,11 @@ class AuthenticationError(APIError):
     """The API key or session token was refused, or the account has no API access."""
 
 
+class WrongServiceKeyError(AuthenticationError):
+    """The key was refused because it belongs to the other API: a HeyGen API key given to
+    LiveAvatar, which has keys of its own (``LIVEAVATAR_API_KEY``)."""
+
+
 class NotFoundError(APIError):
     """No such path or resource."""
 
@@ -107,10 +115,11 @@ def api_error(
     """The most specific :class:`APIError` for an error answer."""
     cls: type[APIError]
     if status in (401, 403) or code in _AUTH_CODES:
-        cls = AuthenticationError
+        heygen_key = liveavatar.HEYGEN_KEY_MESSAGE.lower() in message.lower()
+        cls = WrongServiceKeyError if heygen_key else AuthenticationError
     elif interactive.CONCURRENT_LIMIT_MESSAGE.lower() in message.lower():
         cls = ConcurrencyLimitError
-    elif code == interactive.CODE_SESSION_STATE:
+    elif code in (interactive.CODE_SESSION_STATE, liveavatar.CODE_SESSION_STATE):
         cls = SessionStateError
     elif status == 404:
         cls = NotFoundError

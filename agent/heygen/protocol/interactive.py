@@ -9,13 +9,25 @@ answer never prints a secret; :func:`to_wire` reveals them for the emulator only
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, Field, SecretStr
 
+from agent.heygen.protocol._rest import Answer as _Answer
+from agent.heygen.protocol._rest import (
+    Auth,
+    Endpoint,
+    first_problem,
+    int_or_none,
+    to_wire,
+    validate,
+    validate_list,
+)
+from agent.heygen.protocol._rest import Request as _Request
 from agent.heygen.protocol.errors import ProtocolError
+
+__all__ = ["Auth", "Endpoint", "first_problem", "to_wire"]  # re-exported: callers know them here
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -38,25 +50,6 @@ IDLE_TIMEOUT_RANGE_S = (30, 3600)
 
 
 # --------------------------------------------------------------------------- endpoints
-
-Auth = Literal["api_key", "session"]
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """One REST path. ``auth`` says which credential it takes: ``api_key`` only the
-    account key; ``session`` the key or a Bearer session token. ``retry`` says when a
-    failed call may be sent again without creating or re-doing anything that costs
-    money: ``always`` (it changes nothing, or the same thing again), ``when_refused``
-    (only when the service certainly did nothing: it was never reached, or it answered
-    429 or 503)."""
-
-    name: str
-    method: Literal["GET", "POST"]
-    path: str
-    auth: Auth
-    retry: Literal["always", "when_refused"]
-
 
 # A token costs nothing and serves one session: a second one is as good as the first.
 CREATE_TOKEN = Endpoint("create_token", "POST", "/v1/streaming.create_token", "api_key", "always")
@@ -95,13 +88,6 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 
 
 # --------------------------------------------------------------------------- requests
-
-
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_enum_values=True)
-
-    def to_body(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_none=True)
 
 
 class AvatarQuality(StrEnum):
@@ -194,10 +180,6 @@ class TaskRequest(_Request):
 # --------------------------------------------------------------------------- answers
 
 
-class _Answer(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
 class TokenAnswer(_Answer):
     token: SecretStr
 
@@ -247,24 +229,12 @@ class ErrorBody(_Answer):
 
 def parse_data(model: type[M], body: Any, endpoint: Endpoint) -> M:
     """Validate the ``data`` of a 2xx answer into ``model``."""
-    data = _data(body, endpoint)
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise ProtocolError(f"{endpoint.path}: unexpected answer: {first_problem(exc)}") from None
+    return validate(model, _data(body, endpoint), endpoint)
 
 
 def parse_list(model: type[M], body: Any, endpoint: Endpoint, key: str) -> list[M]:
     """Listings answer either ``data: [...]`` or ``data: {key: [...]}``; accept both."""
-    data = _data(body, endpoint)
-    if isinstance(data, Mapping):
-        data = data.get(key, [])
-    if not isinstance(data, list):
-        raise ProtocolError(f"{endpoint.path}: 'data' is not a list of {key}")
-    try:
-        return [model.model_validate(item) for item in data]
-    except ValidationError as exc:
-        raise ProtocolError(f"{endpoint.path}: unexpected answer: {first_problem(exc)}") from None
+    return validate_list(model, _data(body, endpoint), endpoint, (key,))
 
 
 def parse_error(body: Any) -> ErrorBody:
@@ -274,28 +244,8 @@ def parse_error(body: Any) -> ErrorBody:
         source = inner if isinstance(inner, Mapping) else body
         code = source.get("code")
         message = source.get("message") or source.get("msg") or ""
-        return ErrorBody(
-            code=code if isinstance(code, int) and not isinstance(code, bool) else None,
-            message=str(message),
-        )
+        return ErrorBody(code=int_or_none(code), message=str(message))
     return ErrorBody()
-
-
-def to_wire(model: BaseModel) -> dict[str, Any]:
-    """An answer as the service puts it on the wire, secrets revealed (emulator side)."""
-    return {k: _reveal(v) for k, v in model.model_dump(mode="python", exclude_none=True).items()}
-
-
-def _reveal(value: Any) -> Any:
-    if isinstance(value, SecretStr):
-        return value.get_secret_value()
-    if isinstance(value, StrEnum):
-        return value.value
-    if isinstance(value, dict):
-        return {k: _reveal(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_reveal(v) for v in value]
-    return value
 
 
 def _data(body: Any, endpoint: Endpoint) -> Any:
@@ -303,10 +253,3 @@ def _data(body: Any, endpoint: Endpoint) -> Any:
         raise ProtocolError(f"{endpoint.path}: answer has no 'data'")
     return body["data"]
 
-
-def first_problem(exc: ValidationError, whole: str = "data") -> str:
-    """``where: what`` for the first thing pydantic found wrong (``whole`` when it is the
-    object itself); shared by the client's and the emulator's answers."""
-    error = exc.errors()[0]
-    where = ".".join(str(part) for part in error["loc"]) or whole
-    return f"{where}: {error['msg']}"

@@ -69,19 +69,25 @@ def speak(audio: bytes) -> Command:
     return Command(AGENT_SPEAK, audio=audio)
 
 
-def parse_command(message: str | bytes) -> Command:
-    raw = json_object(message, "realtime command")
+def parse_command(
+    message: str | bytes,
+    commands: frozenset[str] = CLIENT_COMMANDS,
+    what: str = "realtime",
+) -> Command:
+    """A client message whose ``type`` is one of ``commands``. LiveAvatar's LITE socket
+    speaks the same messages (fewer of them), so it parses with its own set and name."""
+    raw = json_object(message, f"{what} command")
     kind = text(raw, "type")
-    if kind not in CLIENT_COMMANDS:
-        raise ProtocolError(f"unknown realtime command type {kind!r}")
+    if kind not in commands:
+        raise ProtocolError(f"unknown {what} command type {kind!r}")
     audio: bytes | None = None
     if "audio" in raw:
         try:
             audio = base64.b64decode(text(raw, "audio"), validate=True)
         except (binascii.Error, ValueError):
-            raise ProtocolError("realtime 'audio' is not valid base64") from None
+            raise ProtocolError(f"{what} 'audio' is not valid base64") from None
         if len(audio) % 2:
-            raise ProtocolError("realtime 'audio' is not whole s16le samples")
+            raise ProtocolError(f"{what} 'audio' is not whole s16le samples")
     return Command(kind, event_id=text(raw, "event_id"), audio=audio)
 
 
