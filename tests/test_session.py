@@ -14,6 +14,7 @@ from agent.emulator.faults import FaultSettings
 from agent.emulator.livekit_server import LiveKitServer
 from agent.emulator.server import EmulatorServer
 from agent.heygen import api
+from agent.heygen.events import AvatarEvent
 from agent.heygen.protocol import interactive as ia
 from agent.heygen.protocol import voice_chat as vc
 from agent.heygen.session import (
@@ -36,8 +37,9 @@ class Recorder(SessionListener):
         self.restored = asyncio.Event()
         self.stopped: list[str] = []
 
-    async def on_chat_event(self, event: vc.VoiceChatEvent) -> None:
-        self.chat.append(event.type)
+    async def on_event(self, event: AvatarEvent) -> None:
+        if isinstance(event.raw, vc.VoiceChatEvent):  # what came on the socket
+            self.chat.append(event.raw.type)
 
     async def on_connection_lost(self, part: str, reason: str) -> None:
         self.lost.append(part)

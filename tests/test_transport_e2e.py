@@ -34,6 +34,7 @@ from agent.emulator.livekit_server import LiveKitServer
 from agent.emulator.server import EmulatorServer
 from agent.emulator.video import read_stamp
 from agent.heygen import api
+from agent.heygen.events import AvatarEvent
 from agent.heygen.frames import I420, HeyGenAvatarTranscriptFrame, HeyGenSpeakFrame
 from agent.heygen.protocol import interactive as ia
 from agent.heygen.protocol import voice_chat as vc
@@ -264,8 +265,9 @@ async def test_push_to_talk(emulator: EmulatorServer, livekit_voice: bool) -> No
         def __init__(self) -> None:
             self.chat: list[str] = []
 
-        async def on_chat_event(self, event: vc.VoiceChatEvent) -> None:
-            self.chat.append(event.type)
+        async def on_event(self, event: AvatarEvent) -> None:
+            if isinstance(event.raw, vc.VoiceChatEvent):  # what came on the socket
+                self.chat.append(event.raw.type)
 
     async def speak(pcm: bytes) -> None:
         """As a microphone delivers it: 20 ms at a time, in real time."""

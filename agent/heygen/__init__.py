@@ -17,9 +17,12 @@ if TYPE_CHECKING:
         ConcurrencyLimitError,
         HeyGenClient,
         HeyGenError,
+        LiveAvatarClient,
         RateLimitError,
         SessionStateError,
+        WrongServiceKeyError,
     )
+    from agent.heygen.backend import AvatarSession, LifeOptions
     from agent.heygen.frames import HeyGenAvatarTranscriptFrame, HeyGenSpeakFrame
     from agent.heygen.protocol.interactive import NewSessionRequest, TaskMode, TaskType
     from agent.heygen.session import (
@@ -33,7 +36,9 @@ if TYPE_CHECKING:
 
 _WHERE = {
     "agent.heygen.api": ["APIError", "AuthenticationError", "ConcurrencyLimitError",
-                         "HeyGenClient", "HeyGenError", "RateLimitError", "SessionStateError"],
+                         "HeyGenClient", "HeyGenError", "LiveAvatarClient", "RateLimitError",
+                         "SessionStateError", "WrongServiceKeyError"],
+    "agent.heygen.backend": ["AvatarSession", "LifeOptions"],
     "agent.heygen.frames": ["HeyGenAvatarTranscriptFrame", "HeyGenSpeakFrame"],
     "agent.heygen.protocol.interactive": ["NewSessionRequest", "TaskMode", "TaskType"],
     "agent.heygen.session": ["HeyGenSession", "SessionAborted", "SessionListener",
@@ -45,6 +50,7 @@ _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names
 __all__ = [
     "APIError",
     "AuthenticationError",
+    "AvatarSession",
     "ConcurrencyLimitError",
     "HeyGenAvatarTranscriptFrame",
     "HeyGenClient",
@@ -53,6 +59,8 @@ __all__ = [
     "HeyGenSession",
     "HeyGenSpeakFrame",
     "HeyGenTransport",
+    "LifeOptions",
+    "LiveAvatarClient",
     "NewSessionRequest",
     "RateLimitError",
     "SessionAborted",
@@ -62,6 +70,7 @@ __all__ = [
     "SessionStateError",
     "TaskMode",
     "TaskType",
+    "WrongServiceKeyError",
 ]
 
 

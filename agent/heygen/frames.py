@@ -1,16 +1,19 @@
 """HeyGen's events as Pipecat frames: the one place that decides the mapping.
 
-Voice-chat events (socket)            → frame
-  ``user_start`` / ``user_stop``      → UserStartedSpeakingFrame / UserStoppedSpeakingFrame
-  ``user_silence``                    → HeyGenUserSilenceFrame
-LiveKit data events                   → frame
-  ``avatar_start_talking``            → BotStartedSpeakingFrame
-  ``avatar_stop_talking``             → BotStoppedSpeakingFrame
-  ``avatar_talking_message``          → TTSTextFrame (a chunk of the avatar's words)
-  ``avatar_end_message``              → HeyGenAvatarTranscriptFrame (the whole utterance)
-  ``user_talking_message``            → InterimTranscriptionFrame (the words so far)
-  ``user_end_message``                → TranscriptionFrame (the whole utterance, finalized)
-Anything else                         → HeyGenEventFrame (the parsed event, kept whole)
+Each backend reports the events of :mod:`agent.heygen.events`; this maps them, the same
+whichever backend runs:
+
+  event                    Interactive wire           → frame
+  UserStartedSpeaking      ``user_start`` (socket)     → UserStartedSpeakingFrame
+  UserStoppedSpeaking      ``user_stop`` (socket)      → UserStoppedSpeakingFrame
+  UserSilence              ``user_silence`` (socket)   → HeyGenUserSilenceFrame
+  AvatarStartedSpeaking    ``avatar_start_talking``    → BotStartedSpeakingFrame
+  AvatarStoppedSpeaking    ``avatar_stop_talking``     → BotStoppedSpeakingFrame
+  AvatarWords              ``avatar_talking_message``  → TTSTextFrame (a chunk of its words)
+  AvatarTranscript         ``avatar_end_message``      → HeyGenAvatarTranscriptFrame (whole)
+  UserTranscriptSoFar      ``user_talking_message``    → InterimTranscriptionFrame (so far)
+  UserTranscript           ``user_end_message``        → TranscriptionFrame (finalized)
+  anything else                                        → HeyGenEventFrame (the wire event)
 
 These are the Pipecat frames closest in meaning: HeyGen's avatar is the bot, its words
 are what a TTS would report, and its transcript of the user is what an STT would give.
@@ -21,7 +24,7 @@ frames another Pipecat transport's output() renders.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
@@ -37,9 +40,8 @@ from pipecat.frames.frames import (
     UserStoppedSpeakingFrame,
 )
 
+from agent.heygen import events as ev
 from agent.heygen.protocol import interactive as ia
-from agent.heygen.protocol import room_events as rev
-from agent.heygen.protocol import voice_chat as vc
 
 #: The ``user_id`` on transcription frames of what HeyGen heard the user say.
 USER_ID = "user"
@@ -66,7 +68,8 @@ class HeyGenUserSilenceFrame(SystemFrame):
 class HeyGenEventFrame(SystemFrame):
     """A HeyGen event with no closer Pipecat frame, e.g. a newer event type."""
 
-    event: rev.RoomEvent | vc.VoiceChatEvent | None = None
+    #: the wire event as the backend parsed it (e.g. a ``RoomEvent``)
+    event: object = None
 
 
 @dataclass
@@ -80,50 +83,28 @@ class HeyGenSpeakFrame(DataFrame):
     task_type: ia.TaskType = ia.TaskType.REPEAT
 
 
-@dataclass
-class TranscriptAssembler:
-    """Builds whole utterances from HeyGen's chunked transcripts."""
-
-    _avatar: list[str] = field(default_factory=list)
-    _user: list[str] = field(default_factory=list)
-
-    def frames_for_room_event(self, event: rev.RoomEvent) -> list[Frame]:
-        if isinstance(event, rev.AvatarStartTalking):
+def frames_for_event(event: ev.AvatarEvent) -> list[Frame]:
+    """The frames that say ``event`` in a pipeline (none for an empty transcript)."""
+    match event:
+        case ev.UserStartedSpeaking():
+            return [UserStartedSpeakingFrame()]
+        case ev.UserStoppedSpeaking():
+            return [UserStoppedSpeakingFrame()]
+        case ev.UserSilence(silence_times=times, count_down=count_down):
+            return [HeyGenUserSilenceFrame(silence_times=times, count_down=count_down)]
+        case ev.UserTranscriptSoFar(text=text):
+            return [InterimTranscriptionFrame(text, USER_ID, _now())] if text else []
+        case ev.UserTranscript(text=text):
+            return [TranscriptionFrame(text, USER_ID, _now(), finalized=True)] if text else []
+        case ev.AvatarStartedSpeaking():
             return [BotStartedSpeakingFrame()]
-        if isinstance(event, rev.AvatarStopTalking):
+        case ev.AvatarStoppedSpeaking():
             return [BotStoppedSpeakingFrame()]
-        if isinstance(event, rev.AvatarTalkingMessage):
-            self._avatar.append(event.message)
-            return [TTSTextFrame(event.message, text_type="word")]
-        if isinstance(event, rev.AvatarEndMessage):
-            text = _join(self._avatar)
-            self._avatar.clear()
-            return [HeyGenAvatarTranscriptFrame(text, task_id=event.task_id)] if text else []
-        if isinstance(event, rev.UserTalkingMessage):
-            self._user.append(event.message)
-            return [InterimTranscriptionFrame(_join(self._user), USER_ID, _now())]
-        if isinstance(event, rev.UserEndMessage):
-            text = _join(self._user)
-            self._user.clear()
-            if not text:
-                return []
-            return [TranscriptionFrame(text, USER_ID, _now(), finalized=True)]
-        return [HeyGenEventFrame(event=event)]
-
-
-def frame_for_chat_event(event: vc.VoiceChatEvent) -> Frame:
-    if isinstance(event, vc.UserStart):
-        return UserStartedSpeakingFrame()
-    if isinstance(event, vc.UserStop):
-        return UserStoppedSpeakingFrame()
-    if isinstance(event, vc.UserSilence):
-        return HeyGenUserSilenceFrame(silence_times=event.silence_times,
-                                      count_down=event.count_down)
-    return HeyGenEventFrame(event=event)
-
-
-def _join(parts: list[str]) -> str:
-    return " ".join(p.strip() for p in parts if p.strip())
+        case ev.AvatarWords(text=text):
+            return [TTSTextFrame(text, text_type="word")] if text else []
+        case ev.AvatarTranscript(text=text, task_id=task_id):
+            return [HeyGenAvatarTranscriptFrame(text, task_id=task_id)] if text else []
+    return [HeyGenEventFrame(event=event.raw)]
 
 
 def _now() -> str:

@@ -26,9 +26,10 @@ from pipecat.frames.frames import (
 from pipecat.serializers.base_serializer import FrameSerializer
 
 from agent.heygen.chunker import AudioChunker
-from agent.heygen.frames import frame_for_chat_event
+from agent.heygen.frames import frames_for_event
 from agent.heygen.protocol import ProtocolError
 from agent.heygen.protocol import voice_chat as vc
+from agent.heygen.session import InteractiveEvents
 
 #: Text that describes speech rather than asks for an answer never goes to HeyGen.
 _NOT_FOR_HEYGEN = (TranscriptionFrame, InterimTranscriptionFrame)
@@ -80,7 +81,8 @@ class HeyGenFrameSerializer(FrameSerializer):
         if isinstance(data, bytes):
             return None  # HeyGen sends events as text; binary is not part of the protocol
         try:
-            return frame_for_chat_event(vc.parse_event(data))
+            event = InteractiveEvents().from_chat(vc.parse_event(data))
+            return next(iter(frames_for_event(event)), None)
         except ProtocolError as exc:
             logger.warning(f"HeyGen voice-chat message ignored: {exc}")
             return None

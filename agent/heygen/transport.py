@@ -24,7 +24,6 @@ from typing import Any, Literal
 from livekit import rtc
 from loguru import logger
 from pipecat.frames.frames import (
-    BotStartedSpeakingFrame,
     CancelFrame,
     EndFrame,
     EndWorkerFrame,
@@ -35,27 +34,19 @@ from pipecat.frames.frames import (
     OutputImageRawFrame,
     StartFrame,
     TextFrame,
-    TranscriptionFrame,
     VADUserStartedSpeakingFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.transports.base_transport import BaseTransport
 from pydantic import BaseModel, ConfigDict, Field
 
+from agent.heygen import events as ev
 from agent.heygen.api import HeyGenClient
+from agent.heygen.backend import AvatarSession, SessionListener, SessionState
 from agent.heygen.frame_queue import DropOldestQueue
-from agent.heygen.frames import (
-    I420,
-    HeyGenAvatarTranscriptFrame,
-    HeyGenSpeakFrame,
-    TranscriptAssembler,
-    frame_for_chat_event,
-)
+from agent.heygen.frames import I420, HeyGenSpeakFrame, frames_for_event
 from agent.heygen.protocol import interactive as ia
-from agent.heygen.protocol import room_events as rev
-from agent.heygen.protocol import voice_chat as vc
-from agent.heygen.serializer import HeyGenFrameSerializer
-from agent.heygen.session import HeyGenSession, SessionListener, SessionOptions, SessionState
+from agent.heygen.session import HeyGenSession, SessionOptions
 
 VideoFormat = Literal["I420", "RGB", "RGBA"]
 _LIVEKIT_FORMAT = {
@@ -129,8 +120,7 @@ class HeyGenTransport(BaseTransport):
         self.client = client or HeyGenClient(api_key, base_url=base_url)
         self.params = params or HeyGenParams()
         options = session_options or SessionOptions()
-        self.session = HeyGenSession(self.client, options, _Listener(self))
-        self.serializer = HeyGenFrameSerializer()
+        self.session: HeyGenSession = HeyGenSession(self.client, options, _Listener(self))
         self._input = HeyGenInput(self)
         self._output = HeyGenOutput(self)
         self._start_lock = asyncio.Lock()
@@ -162,16 +152,14 @@ class HeyGenTransport(BaseTransport):
 
     def mute(self) -> None:
         """The microphone keeps its cadence but sends zeros, as the official client does."""
-        self.serializer.muted = True
-        self.session.mute()  # the LiveKit voice transport's track
+        self.session.mute()
 
     def unmute(self) -> None:
-        self.serializer.muted = False
         self.session.unmute()
 
     @property
     def muted(self) -> bool:
-        return self.serializer.muted
+        return self.session.muted
 
     # ------------------------------------------------------------------ life
 
@@ -283,42 +271,37 @@ class _Listener(SessionListener):
 
     def __init__(self, transport: HeyGenTransport) -> None:
         self.t = transport
-        self.transcripts = TranscriptAssembler()
 
-    async def on_started(self, session: HeyGenSession) -> None:
+    async def on_started(self, session: AvatarSession) -> None:
         await self.t._call_event_handler("on_session_started", session.session_id)
 
     async def on_track(self, track: rtc.Track, participant: rtc.RemoteParticipant) -> None:
         self.t._watch_track(track)
 
-    async def on_room_event(self, event: rev.RoomEvent) -> None:
+    async def on_event(self, event: ev.AvatarEvent) -> None:
         t = self.t
-        for frame in self.transcripts.frames_for_room_event(event):
+        for frame in frames_for_event(event):
             await t._input.push_frame(frame)
-            if isinstance(frame, BotStartedSpeakingFrame):
+        match event:
+            case ev.AvatarStartedSpeaking():
                 t.avatar_speaking = True
                 await t._call_event_handler("on_avatar_started_speaking")
-            elif isinstance(frame, HeyGenAvatarTranscriptFrame):
-                await t._call_event_handler("on_avatar_transcript", frame.text)
-            elif isinstance(frame, TranscriptionFrame):
-                await t._call_event_handler("on_user_transcript", frame.text)
-        if isinstance(event, rev.AvatarStopTalking):
-            t.avatar_speaking = False
-            await t._call_event_handler("on_avatar_stopped_speaking")
-
-    async def on_chat_event(self, event: vc.VoiceChatEvent) -> None:
-        await self.t._input.push_frame(frame_for_chat_event(event))
-        if isinstance(event, vc.UserStart):
-            await self.t._call_event_handler("on_user_started_speaking")
-        elif isinstance(event, vc.UserStop):
-            await self.t._call_event_handler("on_user_stopped_speaking")
+            case ev.AvatarStoppedSpeaking():
+                t.avatar_speaking = False
+                await t._call_event_handler("on_avatar_stopped_speaking")
+            case ev.AvatarTranscript(text=text):
+                await t._call_event_handler("on_avatar_transcript", text)
+            case ev.UserTranscript(text=text):
+                await t._call_event_handler("on_user_transcript", text)
+            case ev.UserStartedSpeaking():
+                await t._call_event_handler("on_user_started_speaking")
+            case ev.UserStoppedSpeaking():
+                await t._call_event_handler("on_user_stopped_speaking")
 
     async def on_avatar_left(self, identity: str) -> None:
         await self.t._call_event_handler("on_avatar_left", identity)
 
     async def on_connection_lost(self, part: str, reason: str) -> None:
-        if part == "voice_chat":
-            self.t.serializer.reset()
         await self.t._call_event_handler("on_connection_lost", part, reason)
 
     async def on_connection_restored(self, part: str) -> None:
@@ -389,11 +372,8 @@ class HeyGenOutput(FrameProcessor):
             await self._guarded(t.session.speak(frame.text, task_type=frame.task_type))
             return True
         if isinstance(frame, TextFrame) and type(frame) is TextFrame:
-            if t.session.options.voice_over_livekit:  # a data message, not a socket frame
-                await self._guarded(t.session.speak(frame.text, task_type=ia.TaskType.TALK))
-                return True
-            for message in await t.serializer.serialize_all(frame):
-                await t.session.send_raw(message)
+            if frame.text.strip():
+                await self._guarded(t.session.respond(frame.text))
             return True
         if (isinstance(frame, InterruptionFrame) and t.avatar_speaking) or (
             isinstance(frame, VADUserStartedSpeakingFrame)
@@ -420,14 +400,8 @@ class HeyGenOutput(FrameProcessor):
         await self._send_now(frame)
 
     async def _send_now(self, frame: InputAudioRawFrame) -> None:
-        t = self._transport
-        if t.session.options.voice_over_livekit:
-            self.audio_messages_sent += await t.session.send_audio(
-                frame.audio, frame.sample_rate, frame.num_channels)
-            return
-        for message in await t.serializer.serialize_all(frame):
-            if await t.session.send_raw(message):
-                self.audio_messages_sent += 1
+        self.audio_messages_sent += await self._transport.session.send_audio(
+            frame.audio, frame.sample_rate, frame.num_channels)
 
     async def _guarded(self, call: Any) -> None:
         try:

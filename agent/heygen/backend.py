@@ -1,0 +1,467 @@
+"""An avatar session's life and the rule it keeps, whatever HeyGen API it speaks.
+
+HeyGen bills every open minute, so the rule this module exists to keep is: once the
+service has created a session, it is stopped on every way out — success, error at any
+later step, cancellation, a :meth:`AvatarSession.stop` from elsewhere while starting, a
+crash of a background task, or media lost for good — and the stop is retried until the
+service confirms it or a deadline passes; a stop it could not confirm is said, with the
+session's id (:attr:`AvatarSession.stop_error`), never silently dropped.
+
+HeyGen has two streaming APIs: Interactive Avatar (:mod:`agent.heygen.session`) and its
+successor LiveAvatar. Each is a subclass that supplies the wire steps (open, stop at the
+service, keep-alive, parse the room's data messages, speak, interrupt, ...) and reports
+what happens as the backend-neutral events of :mod:`agent.heygen.events`. This class holds
+what they share: the state machine, the local record of created sessions, the LiveKit
+room and its media watch, the keep-alive timer and background tasks. Nothing above a
+backend (the transport, the pipeline, the CLI) asks which one runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from livekit import rtc
+from loguru import logger
+
+from agent.heygen import events as ev
+from agent.heygen.api import HeyGenError, SessionStateError
+from agent.heygen.api.base import RestClient
+from agent.heygen.chunker import AudioChunker
+from agent.heygen.ledger import SessionLedger
+from agent.heygen.protocol import ProtocolError
+
+T = TypeVar("T")
+
+#: HeyGen ends a session after a while without activity (120 s by default for
+#: Interactive, 5 minutes for LiveAvatar).
+DEFAULT_KEEP_ALIVE_S = 60.0
+#: How long the stop is retried before the session is reported as left open.
+DEFAULT_STOP_DEADLINE_S = 20.0
+#: How long the room may be without the avatar before the session is given up (HeyGen's
+#: media side restarting takes a few seconds; a billed session showing nothing must end).
+DEFAULT_MEDIA_GRACE_S = 10.0
+#: User audio for a microphone track (512-sample chunks, about 1 s) waiting to be played
+#: into the room; beyond it the oldest goes, rather than the user's words arriving ever later.
+MICROPHONE_QUEUE_CHUNKS = 32
+
+
+class SessionAborted(HeyGenError):
+    """:meth:`AvatarSession.stop` was called while the session was starting."""
+
+
+class SessionState(StrEnum):
+    IDLE = "idle"
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class LifeOptions:
+    """What every backend's session options have: timers, deadlines, the local record."""
+
+    keep_alive_interval_s: float | None = DEFAULT_KEEP_ALIVE_S
+    connect_timeout_s: float = 20.0
+    stop_deadline_s: float = DEFAULT_STOP_DEADLINE_S
+    media_grace_s: float = DEFAULT_MEDIA_GRACE_S
+    #: Record the session locally until its stop is confirmed, and stop sessions that a
+    #: killed process of this key left behind (see :mod:`agent.heygen.ledger`).
+    record: bool = True
+
+
+class SessionListener:
+    """Callbacks from a running session; override what you need. They run on the event
+    loop and must not block; an exception in one is logged, never raised into the session."""
+
+    async def on_started(self, session: AvatarSession) -> None: ...
+    async def on_event(self, event: ev.AvatarEvent) -> None: ...
+    async def on_track(self, track: rtc.Track, participant: rtc.RemoteParticipant) -> None: ...
+    async def on_avatar_left(self, identity: str) -> None: ...
+    async def on_connection_lost(self, part: str, reason: str) -> None: ...
+    async def on_connection_restored(self, part: str) -> None: ...
+    async def on_stopped(self, reason: str) -> None: ...
+
+
+class AvatarSession(ABC):
+    """A streaming avatar session. Use ``async with`` or pair :meth:`start` with
+    :meth:`stop`; :meth:`stop` is idempotent and safe from any state."""
+
+    #: The backend's name, as the YAML's ``heygen.backend`` says it.
+    backend: str = ""
+
+    def __init__(
+        self, client: RestClient, options: LifeOptions, listener: SessionListener | None
+    ) -> None:
+        self._root_client = client
+        self.life = options
+        self.listener = listener or SessionListener()
+        self.state = SessionState.IDLE
+        self.session_id: str | None = None
+        self.room: rtc.Room | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stop_reason = ""
+        self._stopped = asyncio.Event()
+        self._starting: asyncio.Task[Any] | None = None
+        self._abort_reason: str | None = None
+        self._avatars: set[str] = set()  # remote participants that published media
+        self._media_watch: asyncio.TimerHandle | None = None
+        self._ledger = SessionLedger() if options.record else None
+        # A microphone published to the room: chunks wait here for the task that feeds
+        # the track, so a caller never waits on LiveKit's real-time pacing.
+        self._microphone: asyncio.Queue[bytes] | None = None
+        self._chunker = AudioChunker()
+        #: Why the last stop could not be confirmed (the session may still be open and
+        #: billed), or ``None`` when it was, or nothing needed stopping.
+        self.stop_error: str | None = None
+
+    # ------------------------------------------------------------------ the wire, per backend
+
+    @abstractmethod
+    async def _open(self) -> None:
+        """Create, start and connect the session. Call :meth:`_created` as soon as the
+        service has given the session's id (before anything that may fail after it)."""
+
+    @abstractmethod
+    async def _stop_at_service(self, session_id: str) -> None:
+        """Ask the service to stop the session; raise :class:`SessionStateError` if it
+        says the session had already ended, another :class:`HeyGenError` if it failed."""
+
+    @abstractmethod
+    async def _close_connections(self) -> None:
+        """Close the backend's own sockets (the room is closed by the base)."""
+
+    def _room_events(self, packet: rtc.DataPacket) -> list[ev.AvatarEvent]:
+        """The events in a data message of the room; raise ProtocolError to ignore it."""
+        return []
+
+    @abstractmethod
+    async def _stop_left_behind(self) -> None:
+        """Stop what killed processes of this key left open (if the backend can)."""
+
+    @abstractmethod
+    async def keep_alive(self) -> None: ...
+
+    # ------------------------------------------------------------------ life
+
+    async def __aenter__(self) -> AvatarSession:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        if self.state is not SessionState.IDLE:
+            raise RuntimeError(f"session already {self.state}")
+        self.state = SessionState.STARTING
+        self._starting = asyncio.current_task()
+        try:
+            await self._stop_left_behind()
+            await self._open()
+            if self.life.keep_alive_interval_s:
+                self._spawn(self._keep_alive_loop(self.life.keep_alive_interval_s),
+                            "heygen-keep-alive")
+        except BaseException as exc:
+            # Whatever failed, and even on cancellation, a created session is stopped.
+            aborted = self._abort_reason
+            # the service's status and message are the reason (errors here are redacted)
+            cause = str(exc) if isinstance(exc, HeyGenError) else type(exc).__name__
+            await self.stop(reason=aborted or f"start failed: {cause}")
+            if aborted is not None and isinstance(exc, asyncio.CancelledError):
+                task = asyncio.current_task()
+                if task is not None and task.uncancel() == 0:  # the cancel was ours alone
+                    raise SessionAborted(f"stopped while starting: {aborted}") from None
+            raise
+        finally:
+            self._starting = None
+        self.state = SessionState.RUNNING
+        if self.room is not None and not self._avatars:
+            self._watch_media(f"the avatar's media did not arrive within "
+                              f"{self.life.media_grace_s:g} s")
+        await self._notify(self.listener.on_started(self))
+
+    def _created(self, session_id: str) -> None:
+        """The service created the session: from here on it must be stopped."""
+        self.session_id = session_id
+        if self._ledger is not None:
+            self._ledger.add(session_id, self._root_client.base_url,
+                             self._root_client.key_fingerprint)
+
+    async def stop(self, reason: str = "stopped by client") -> None:
+        """Close the connections and the room, then stop the session at the service;
+        never raises.
+
+        Runs to the end even if the caller is cancelled meanwhile (a pipeline tearing
+        down, Ctrl-C): the cancellation is honoured once the session is stopped."""
+        if self.state in (SessionState.STOPPING, SessionState.STOPPED):
+            await self._stopped.wait()
+            return
+        caller = asyncio.current_task()
+        starting = self._starting
+        if starting is not None and starting is not caller and not starting.done():
+            # start() is in flight elsewhere: cancel it; its own way out stops what it
+            # created (it alone knows whether the service has created the session).
+            self._abort_reason = reason
+            starting.cancel()
+            _, cancelled = await despite_cancel(asyncio.wait({starting}))
+            if self.state not in (SessionState.STOPPING, SessionState.STOPPED):
+                # it had just finished starting when the cancel came: stop it here
+                _, late = await despite_cancel(self.stop(reason=reason))
+                cancelled = cancelled or late
+            await self._stopped.wait()
+            if cancelled:
+                raise asyncio.CancelledError
+            return
+        self.state = SessionState.STOPPING
+        _, cancelled = await despite_cancel(self._shut_down(reason, caller))
+        if cancelled:
+            raise asyncio.CancelledError
+
+    async def _shut_down(self, reason: str, caller: asyncio.Task[Any] | None) -> None:
+        self._stop_reason = reason
+        # The caller may be one of our own tasks (a reader giving up): never wait on it.
+        others = [t for t in self._tasks if t is not caller]
+        for task in others:
+            task.cancel()
+        for task in others:
+            with contextlib.suppress(BaseException):
+                await task
+        with contextlib.suppress(Exception):
+            await self._close_connections()
+        if self._media_watch is not None:
+            self._media_watch.cancel()
+        if self.room is not None:
+            with contextlib.suppress(Exception):
+                await self.room.disconnect()
+        if self.session_id is not None:
+            await self._stop_until_confirmed(self.session_id, reason)
+        self.state = SessionState.STOPPED
+        self._stopped.set()
+        await self._notify(self.listener.on_stopped(reason))
+
+    async def _stop_until_confirmed(self, session_id: str, reason: str) -> None:
+        """Stop until the service confirms it (or says the session had ended), retried
+        with backoff while the error may pass, up to the stop deadline."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.life.stop_deadline_s
+        attempt = 0
+        while True:
+            try:
+                await self._stop_at_service(session_id)
+                logger.info(f"HeyGen session {session_id} stopped ({reason})")
+                self._forget(session_id)
+                return
+            except SessionStateError:
+                logger.info(f"HeyGen session {session_id} had already ended ({reason})")
+                self._forget(session_id)
+                return
+            except HeyGenError as exc:
+                attempt += 1
+                delay = random.uniform(0.5, 1.0) * min(2.0**attempt, 8.0)
+                if not exc.retryable or loop.time() + delay > deadline:
+                    self.stop_error = str(exc)
+                    logger.error(f"HeyGen session {session_id} may still be open (billed): "
+                                 f"stop failed: {exc}")
+                    return
+                logger.warning(f"HeyGen session {session_id}: stop failed ({exc}); "
+                               f"retrying in {delay:.1f} s")
+                await asyncio.sleep(delay)
+
+    def _forget(self, session_id: str) -> None:
+        if self._ledger is not None:
+            self._ledger.remove(session_id)
+
+    async def wait_stopped(self) -> str:
+        await self._stopped.wait()
+        return self._stop_reason
+
+    # ------------------------------------------------------------------ the user's audio
+
+    @property
+    def muted(self) -> bool:
+        return self._chunker.muted
+
+    def mute(self) -> None:
+        """Keep sending, but zeros: HeyGen hears silence, not a stalled stream."""
+        self._chunker.muted = True
+
+    def unmute(self) -> None:
+        self._chunker.muted = False
+
+    # ------------------------------------------------------------------ the room
+
+    async def _connect_room(self, url: str, token: str) -> None:
+        room = rtc.Room()
+        self.room = room
+
+        @room.on("track_subscribed")
+        def _track(track: rtc.Track, _pub: Any, participant: rtc.RemoteParticipant) -> None:
+            self._avatars.add(participant.identity)
+            if self._media_watch is not None:  # it came back in time
+                self._media_watch.cancel()
+                self._media_watch = None
+            self._spawn(self._notify(self.listener.on_track(track, participant)), "heygen-track")
+
+        # One queue and one consumer: the events mean something only in order.
+        events: asyncio.Queue[ev.AvatarEvent] = asyncio.Queue()
+        self._spawn(self._deliver_events(events), "heygen-events")
+
+        @room.on("data_received")
+        def _data(packet: rtc.DataPacket) -> None:
+            try:
+                for event in self._room_events(packet):
+                    events.put_nowait(event)
+            except ProtocolError as exc:
+                logger.warning(f"HeyGen data event ignored: {exc}")
+
+        @room.on("participant_disconnected")
+        def _left(participant: rtc.RemoteParticipant) -> None:
+            self._spawn(
+                self._notify(self.listener.on_avatar_left(participant.identity)), "heygen-left"
+            )
+            self._avatars.discard(participant.identity)
+            if not self._avatars and self.state is SessionState.RUNNING:
+                self._watch_media(f"the avatar left the room and did not come back within "
+                                  f"{self.life.media_grace_s:g} s")
+
+        @room.on("disconnected")
+        def _disconnected(reason: Any) -> None:
+            if self.state is SessionState.RUNNING:
+                # LiveKit gave up reconnecting: no media will come; end the billed session.
+                why = f"LiveKit connection lost ({_reason_name(reason)})"
+                self._spawn(
+                    self._notify(self.listener.on_connection_lost("livekit", why)),
+                    "heygen-lk-lost",
+                )
+                self._spawn(self.stop(reason=why), "heygen-stop")
+
+        # A connect cancelled half-way leaves LiveKit's native side waiting ~10 s for the
+        # room it is still joining (and the process cannot exit meanwhile): let it finish,
+        # then honour the cancel; the shutdown disconnects the room properly.
+        _, cancelled = await despite_cancel(room.connect(url, token))
+        if cancelled:
+            raise asyncio.CancelledError
+        logger.debug(f"HeyGen session {self.session_id}: LiveKit room joined")
+
+    def _watch_media(self, reason: str) -> None:
+        """Stop the session unless the avatar's media is back within the grace time."""
+        if self._media_watch is None:
+            self._media_watch = asyncio.get_running_loop().call_later(
+                self.life.media_grace_s,
+                lambda: self._spawn(self.stop(reason=reason), "heygen-stop"),
+            )
+
+    async def _publish_microphone(self, sample_rate: int) -> None:
+        """Publish the user's microphone as a track in the room; :meth:`_queue_microphone`
+        feeds it chunks of ``sample_rate`` mono s16le."""
+        assert self.room is not None
+        source = rtc.AudioSource(sample_rate, 1, queue_size_ms=200)
+        await self.room.local_participant.publish_track(
+            rtc.LocalAudioTrack.create_audio_track("microphone", source),
+            rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE),
+        )
+        self._microphone = asyncio.Queue(maxsize=MICROPHONE_QUEUE_CHUNKS)
+        self._spawn(self._feed_microphone(source, sample_rate, self._microphone),
+                    "heygen-microphone")
+        logger.debug(f"HeyGen session {self.session_id}: microphone published to the room")
+
+    def _queue_microphone(self, chunks: list[bytes]) -> int:
+        microphone = self._microphone
+        if microphone is None:
+            return 0
+        for chunk in chunks:
+            if microphone.full():  # the track fell behind: the oldest audio goes
+                microphone.get_nowait()
+            microphone.put_nowait(chunk)
+        return len(chunks)
+
+    async def _feed_microphone(
+        self, source: rtc.AudioSource, sample_rate: int, chunks: asyncio.Queue[bytes]
+    ) -> None:
+        try:
+            while True:
+                chunk = await chunks.get()
+                await source.capture_frame(rtc.AudioFrame(chunk, sample_rate, 1, len(chunk) // 2))
+        finally:
+            await source.aclose()
+
+    async def _deliver_events(self, events: asyncio.Queue[ev.AvatarEvent]) -> None:
+        while True:
+            await self._notify(self.listener.on_event(await events.get()))
+
+    async def _keep_alive_loop(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.keep_alive()
+            except HeyGenError as exc:
+                logger.warning(f"HeyGen session {self.session_id}: keep-alive failed: {exc}")
+
+    # ------------------------------------------------------------------ helpers
+
+    def _require_running(self) -> str:
+        if self.state is not SessionState.RUNNING or self.session_id is None:
+            raise RuntimeError(f"session is {self.state}, not running")
+        return self.session_id
+
+    def _spawn(self, coro: Awaitable[Any], name: str) -> None:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        logger.error(f"HeyGen session task {task.get_name()} crashed: {exc!r}")
+        if self.state is SessionState.RUNNING:
+            self._spawn(self.stop(reason=f"task {task.get_name()} crashed"), "heygen-stop")
+
+    async def _notify(self, call: Awaitable[None]) -> None:
+        try:
+            await call
+        except Exception as exc:
+            logger.exception(f"HeyGen session listener failed: {exc}")
+
+
+def _reason_name(reason: Any) -> str:
+    """A LiveKit disconnect reason (a protobuf enum number) by name."""
+    try:
+        return str(rtc.DisconnectReason.Name(reason))
+    except (ValueError, TypeError, AttributeError):
+        return str(reason)
+
+
+async def all_or_nothing(calls: list[Awaitable[None]]) -> None:
+    """Run ``calls`` concurrently; if one fails, cancel the others and raise its error."""
+    tasks = [asyncio.ensure_future(c) for c in calls]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+async def despite_cancel(call: Awaitable[T]) -> tuple[T, bool]:
+    """Run ``call`` to the end even if the caller is cancelled meanwhile; return its
+    result and whether a cancellation arrived, for the caller to honour afterwards."""
+    task = asyncio.ensure_future(call)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+    return task.result(), cancelled
