@@ -48,6 +48,11 @@ BROKEN = [
     ("missing-env", "heygen:\n  api_key: ${HEYGEN_TEST_UNSET_VAR}\n", ["2:12: heygen.api_key: environment variable HEYGEN_TEST_UNSET_VAR is not set"]),
     ("bad-version", "version: 2\n" + OK_HEAD, ["1:10: version: expected 1"]),
     ("duplicate-key", "heygen:\n  session:\n    quality: low\n    quality: high\n", ["4:5: heygen.session.quality: duplicate key; already set on line 3"]),
+    ("liveavatar-needs-avatar", "heygen:\n  backend: liveavatar\n  liveavatar:\n    mode: full\n", ["4:5: heygen.liveavatar: avatar_id is required outside the sandbox (sandbox: true uses the sandbox avatar)"]),
+    ("liveavatar-section-without-backend", "heygen:\n  liveavatar:\n    sandbox: true\n", ["2:3: heygen: a 'liveavatar:' section needs 'backend: liveavatar'"]),
+    ("interactive-session-with-liveavatar", "heygen:\n  backend: liveavatar\n  session:\n    quality: low\n", ["2:3: heygen: 'session:' is the interactive backend's; with 'backend: liveavatar' write 'liveavatar:'"]),
+    ("unknown-backend", "heygen:\n  backend: livavatar\n", ["2:12: heygen.backend: expected 'interactive' or 'liveavatar'"]),
+    ("liveavatar-mode", "heygen:\n  backend: liveavatar\n  liveavatar:\n    mode: half\n    sandbox: true\n", ["4:11: heygen.liveavatar.mode: expected 'full' or 'lite'"]),
     ("two-problems", "heygen:\n  session:\n    quality: ultra\nvad:\n  stop_secs: -1\n", [
         "3:14: heygen.session.quality: expected 'low', 'medium' or 'high'",
         "5:14: vad.stop_secs: Input should be greater than or equal to 0"]),
@@ -80,6 +85,27 @@ def test_minimal_file_has_sensible_defaults(tmp_path: Path) -> None:
     assert file.input.type == "microphone" and file.vad is not None
     assert [o.type for o in file.outputs] == ["speaker"]
     assert file.heygen.api_key is None and file.heygen.base_url is None
+
+
+def test_the_backend_switch_chooses_the_session(tmp_path: Path) -> None:
+    """The same file shape opens either API; the options carry the choice down."""
+    from agent.heygen.liveavatar import LiveAvatarOptions
+    from agent.heygen.protocol.liveavatar import rest as la
+    from agent.heygen.session import SessionOptions
+
+    path = tmp_path / "la.yaml"
+    path.write_text("heygen:\n  backend: liveavatar\n  liveavatar:\n    mode: lite\n"
+                    "    avatar_id: a1\n    context_id: c1\n    stop_deadline_s: 5\n")
+    options = load_pipeline_file(path).heygen.session_options()
+    assert isinstance(options, LiveAvatarOptions) and not options.full
+    assert options.request.mode == la.Mode.LITE and options.request.avatar_id == "a1"
+    assert options.request.avatar_persona is not None
+    assert options.request.avatar_persona.context_id == "c1"
+    assert options.stop_deadline_s == 5
+    path.write_text(OK_HEAD)
+    interactive = load_pipeline_file(path).heygen.session_options()
+    assert isinstance(interactive, SessionOptions)
+    assert interactive.request.avatar_name == "Anna"
 
 
 def test_interpolation_and_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -120,7 +146,8 @@ def test_every_shipped_config_is_valid(config: Path, tmp_path: Path,
     write_wav(question, sample_width=2)
     monkeypatch.setenv("INPUT_WAV", str(question))  # record_headless.yaml plays it
     file, _ = load_agent_file(config)
-    assert file.heygen.session.avatar_name
+    request = file.heygen.session_options().request  # whichever backend: it names an avatar
+    assert getattr(request, "avatar_name", None) or getattr(request, "avatar_id", None)
 
 
 def write_wav(path: Path, *, sample_width: int) -> None:

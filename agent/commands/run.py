@@ -99,7 +99,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 async def _main(file: PipelineFile, specs: list[ProcessorSpec], args: argparse.Namespace) -> int:
-    from agent.emulator.config import EmulatorConfig
+    from agent.emulator.config import EMULATOR_KEYS, EmulatorConfig
     from agent.emulator.livekit_server import LiveKitServer, LiveKitUnavailable
     from agent.emulator.server import EmulatorServer
     from agent.pipeline.builder import build
@@ -115,7 +115,7 @@ async def _main(file: PipelineFile, specs: list[ProcessorSpec], args: argparse.N
                 return EXIT_ERROR
             emulator = EmulatorServer(EmulatorConfig(livekit=livekit.settings))
             await stack.enter_async_context(emulator)
-            base_url, api_key = emulator.base_url, "emulator-key"
+            base_url, api_key = emulator.base_url, EMULATOR_KEYS[file.heygen.backend]
             logger.info(f"Using the local HeyGen emulator at {base_url}")
         try:
             agent = build(file, specs, base_dir=base_dir, base_url=base_url, api_key=api_key)

@@ -12,6 +12,8 @@ from agent.heygen.protocol.liveavatar import rest as la
 EMULATOR_HEYGEN_KEY = "emulator-key"
 #: A LiveAvatar key the emulator always accepts: LiveAvatar's keys are not HeyGen's.
 EMULATOR_LIVEAVATAR_KEY = "emulator-liveavatar-key"
+#: The key a client of each backend uses with the emulator (``heygen.backend`` → key).
+EMULATOR_KEYS = {"interactive": EMULATOR_HEYGEN_KEY, "liveavatar": EMULATOR_LIVEAVATAR_KEY}
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,16 @@ class LifeOptions:
     #: killed process of this key left behind (see :mod:`agent.heygen.ledger`).
     record: bool = True
 
+    # Each backend's options know their client and their session, so that whoever holds
+    # options (the transport, the YAML builder) never asks which backend they are for.
+
+    def open_client(self, api_key: str | None, base_url: str | None) -> RestClient:
+        """A client for this backend's API (key and URL default to its environment)."""
+        raise NotImplementedError(f"{type(self).__name__} names no backend")
+
+    def new_session(self, client: RestClient, listener: SessionListener) -> AvatarSession:
+        raise NotImplementedError(f"{type(self).__name__} names no backend")
+
 
 class SessionListener:
     """Callbacks from a running session; override what you need. They run on the event
@@ -146,8 +156,46 @@ class AvatarSession(ABC):
     async def _stop_left_behind(self) -> None:
         """Stop what killed processes of this key left open (if the backend can)."""
 
+    def _on_participant(self, identity: str) -> None:
+        """A participant joined the room (a backend waiting for the avatar hears it)."""
+        return None
+
+    # ------------------------------------------------------------------ operations
+
     @abstractmethod
     async def keep_alive(self) -> None: ...
+
+    @abstractmethod
+    async def say(self, text: str) -> None:
+        """Make the avatar say ``text`` verbatim, in HeyGen's voice."""
+
+    @abstractmethod
+    async def respond(self, text: str) -> None:
+        """Make the avatar answer ``text`` (HeyGen's brain)."""
+
+    @abstractmethod
+    async def interrupt(self) -> None:
+        """Stop the avatar speaking and drop what it had still to say."""
+
+    @abstractmethod
+    async def start_listening(self) -> None: ...
+
+    @abstractmethod
+    async def stop_listening(self) -> None: ...
+
+    @abstractmethod
+    async def push_to_talk(self, talking: bool) -> None:
+        """Start or end the user's push-to-talk turn."""
+
+    @abstractmethod
+    async def send_audio(self, pcm: bytes, sample_rate: int, num_channels: int = 1) -> int:
+        """The user's audio to HeyGen's ears (any rate); returns the pieces sent."""
+
+    @property
+    @abstractmethod
+    def microphone_is_track(self) -> bool:
+        """The user's audio plays into the room in real time: holding it back while the
+        session starts would only add lasting latency."""
 
     # ------------------------------------------------------------------ life
 
@@ -321,6 +369,10 @@ class AvatarSession(ABC):
                     events.put_nowait(event)
             except ProtocolError as exc:
                 logger.warning(f"HeyGen data event ignored: {exc}")
+
+        @room.on("participant_connected")
+        def _joined(participant: rtc.RemoteParticipant) -> None:
+            self._on_participant(participant.identity)
 
         @room.on("participant_disconnected")
         def _left(participant: rtc.RemoteParticipant) -> None:

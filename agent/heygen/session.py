@@ -25,6 +25,7 @@ from websockets.asyncio.client import connect as ws_connect
 
 from agent.heygen import events as ev
 from agent.heygen.api import HeyGenClient, HeyGenError
+from agent.heygen.api.base import RestClient
 from agent.heygen.backend import (
     DEFAULT_KEEP_ALIVE_S,
     DEFAULT_MEDIA_GRACE_S,
@@ -85,6 +86,15 @@ class SessionOptions(LifeOptions):
             # Our emulator accepts it; HeyGen's official client refuses it.
             logger.warning("push-to-talk: HeyGen's official client allows it only with the "
                            "LiveKit voice transport (ia_is_livekit_transport: true)")
+
+    def open_client(self, api_key: str | None, base_url: str | None) -> HeyGenClient:
+        return HeyGenClient(api_key, base_url=base_url)
+
+    def new_session(self, client: RestClient, listener: SessionListener) -> HeyGenSession:
+        if not isinstance(client, HeyGenClient):
+            raise TypeError(f"an Interactive session needs a HeyGenClient, not "
+                            f"{type(client).__name__}")
+        return HeyGenSession(client, self, listener)
 
     @property
     def voice_over_livekit(self) -> bool:
@@ -207,6 +217,10 @@ class HeyGenSession(AvatarSession):
         return self._events.from_room(rev.parse_room_event(packet.data))
 
     # ------------------------------------------------------------------ operations
+
+    @property
+    def microphone_is_track(self) -> bool:
+        return self.options.voice_over_livekit
 
     async def say(self, text: str) -> None:
         """Make the avatar say ``text`` verbatim."""

@@ -41,12 +41,12 @@ from pipecat.transports.base_transport import BaseTransport
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.heygen import events as ev
-from agent.heygen.api import HeyGenClient
-from agent.heygen.backend import AvatarSession, SessionListener, SessionState
+from agent.heygen.api.base import RestClient
+from agent.heygen.backend import AvatarSession, LifeOptions, SessionListener, SessionState
 from agent.heygen.frame_queue import DropOldestQueue
 from agent.heygen.frames import I420, HeyGenSpeakFrame, frames_for_event
 from agent.heygen.protocol import interactive as ia
-from agent.heygen.session import HeyGenSession, SessionOptions
+from agent.heygen.session import SessionOptions
 
 VideoFormat = Literal["I420", "RGB", "RGBA"]
 _LIVEKIT_FORMAT = {
@@ -108,19 +108,21 @@ class HeyGenTransport(BaseTransport):
     def __init__(
         self,
         *,
-        client: HeyGenClient | None = None,
+        client: RestClient | None = None,
         api_key: str | None = None,
         base_url: str | None = None,
-        session_options: SessionOptions | None = None,
+        session_options: LifeOptions | None = None,
         params: HeyGenParams | None = None,
         name: str | None = None,
     ) -> None:
         super().__init__(name=name)
         self._owns_client = client is None
-        self.client = client or HeyGenClient(api_key, base_url=base_url)
-        self.params = params or HeyGenParams()
+        # The options choose the backend: SessionOptions for Interactive Avatar,
+        # LiveAvatarOptions for LiveAvatar; nothing below asks which.
         options = session_options or SessionOptions()
-        self.session: HeyGenSession = HeyGenSession(self.client, options, _Listener(self))
+        self.client = client or options.open_client(api_key, base_url)
+        self.params = params or HeyGenParams()
+        self.session: AvatarSession = options.new_session(self.client, _Listener(self))
         self._input = HeyGenInput(self)
         self._output = HeyGenOutput(self)
         self._start_lock = asyncio.Lock()
@@ -141,7 +143,11 @@ class HeyGenTransport(BaseTransport):
     # ------------------------------------------------------------------ control
 
     async def speak(self, text: str, task_type: ia.TaskType = ia.TaskType.REPEAT) -> None:
-        await self.session.speak(text, task_type=task_type)
+        """Make the avatar say ``text`` verbatim (``repeat``) or answer it (``talk``)."""
+        if task_type == ia.TaskType.TALK:
+            await self.session.respond(text)
+        else:
+            await self.session.say(text)
 
     async def interrupt(self) -> None:
         await self.session.interrupt()
@@ -369,7 +375,7 @@ class HeyGenOutput(FrameProcessor):
             await self._send_audio(frame)
             return False  # user audio stays in the pipeline for whoever wants it
         if isinstance(frame, HeyGenSpeakFrame):
-            await self._guarded(t.session.speak(frame.text, task_type=frame.task_type))
+            await self._guarded(t.speak(frame.text, task_type=frame.task_type))
             return True
         if isinstance(frame, TextFrame) and type(frame) is TextFrame:
             if frame.text.strip():
@@ -386,7 +392,7 @@ class HeyGenOutput(FrameProcessor):
     async def _send_audio(self, frame: InputAudioRawFrame) -> None:
         session = self._transport.session
         if session.state in (SessionState.IDLE, SessionState.STARTING):
-            if session.options.voice_over_livekit:
+            if session.microphone_is_track:
                 # A track plays out in real time: a backlog would become lasting latency.
                 return
             self._backlog.append(frame)

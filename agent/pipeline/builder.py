@@ -20,9 +20,7 @@ from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.frame_processor import FrameProcessor
 
-from agent.heygen.api import HeyGenClient
-from agent.heygen.protocol import interactive as ia
-from agent.heygen.session import SessionOptions
+from agent.heygen.api.base import RestClient
 from agent.heygen.transport import HeyGenParams, HeyGenTransport
 from agent.media.devices import MicrophoneInput, SpeakerOutput
 from agent.media.recorder import RecorderOutput
@@ -44,7 +42,7 @@ class Agent:
 
     worker: PipelineWorker
     transport: HeyGenTransport
-    client: HeyGenClient
+    client: RestClient
     processors: list[FrameProcessor]
     latency: LatencyProbe
     viewer: ViewerOutput | None = None
@@ -67,18 +65,8 @@ def build(
     A processor whose constructor raises is a one-line :class:`ConfigError`."""
     heygen = file.heygen
     key = api_key or (heygen.api_key.get_secret_value() if heygen.api_key else None)
-    client = HeyGenClient(key, base_url=base_url or heygen.base_url)
-    session = heygen.session
-    request = ia.NewSessionRequest.model_validate(
-        session.model_dump(include=set(ia.NewSessionRequest.model_fields), exclude_none=True)
-    )
-    options = SessionOptions(
-        request=request,
-        push_to_talk=session.push_to_talk,
-        keep_alive_interval_s=session.keep_alive_interval_s,
-        stop_deadline_s=session.stop_deadline_s,
-        media_grace_s=session.media_grace_s,
-    )
+    options = heygen.session_options()
+    client = options.open_client(key, base_url or heygen.base_url)
     params = HeyGenParams.model_validate(file.video.model_dump()) if file.video else HeyGenParams()
     transport = HeyGenTransport(client=client, session_options=options, params=params)
 

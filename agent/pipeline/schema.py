@@ -7,44 +7,116 @@ client's own ``NewSessionRequest``, so the file and the wire cannot drift apart.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import dataclasses
+from typing import Annotated, Literal, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from agent.heygen.protocol import interactive as ia
-from agent.heygen.session import (
+from agent.heygen.backend import (
     DEFAULT_KEEP_ALIVE_S,
     DEFAULT_MEDIA_GRACE_S,
     DEFAULT_STOP_DEADLINE_S,
+    LifeOptions,
 )
+from agent.heygen.liveavatar import LiveAvatarOptions
+from agent.heygen.protocol import interactive as ia
+from agent.heygen.protocol.liveavatar import rest as la
+from agent.heygen.session import SessionOptions
 from agent.heygen.settings import NOT_A_BASE_URL, is_base_url
 from agent.heygen.transport import HeyGenParams
 from agent.media.vad import VADSettings
+
+OptionsT = TypeVar("OptionsT", bound=LifeOptions)
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class SessionSettings(ia.NewSessionRequest):
-    """Every ``streaming.new`` setting, plus how the client runs the session."""
+class _LifeSettings(BaseModel):
+    """How the client runs a session, whichever backend."""
 
-    push_to_talk: bool = False
     keep_alive_interval_s: float | None = Field(DEFAULT_KEEP_ALIVE_S, gt=0)
-    #: how long a failing ``streaming.stop`` is retried before the run says it is open
+    #: how long a failing stop is retried before the run says the session is open
     stop_deadline_s: float = Field(DEFAULT_STOP_DEADLINE_S, gt=0)
     #: how long the avatar may be gone from the room before the session is ended
     media_grace_s: float = Field(DEFAULT_MEDIA_GRACE_S, gt=0)
 
+    def _life(self, options: OptionsT) -> OptionsT:
+        return dataclasses.replace(options, keep_alive_interval_s=self.keep_alive_interval_s,
+                                   stop_deadline_s=self.stop_deadline_s,
+                                   media_grace_s=self.media_grace_s)
+
+
+class SessionSettings(ia.NewSessionRequest, _LifeSettings):
+    """Interactive Avatar: every ``streaming.new`` setting, plus how the client runs it."""
+
+    push_to_talk: bool = False
+
+    def options(self) -> SessionOptions:
+        request = ia.NewSessionRequest.model_validate(
+            self.model_dump(include=set(ia.NewSessionRequest.model_fields), exclude_none=True))
+        return self._life(SessionOptions(request=request, push_to_talk=self.push_to_talk))
+
+
+class LiveAvatarSettings(_Strict, _LifeSettings):
+    """LiveAvatar: the ``sessions/token`` request, in a file's words."""
+
+    #: full: HeyGen's brain answers the microphone (2 credits a minute); lite: your own
+    #: brain and TTS, HeyGen's face lip-synced to it (1 credit a minute)
+    mode: Literal["full", "lite"] = "full"
+    #: free test sessions: about a minute each, and only the sandbox avatar
+    sandbox: bool = False
+    #: unset in the sandbox: its avatar (Wayne); required otherwise
+    avatar_id: str | None = Field(None, min_length=1)
+    #: FULL mode: the context (persona and instructions) that lets the avatar answer
+    context_id: str | None = None
+    voice_id: str | None = None
+    language: str | None = None
+    max_session_duration: int | None = Field(None, gt=0)
+    video_quality: la.VideoQuality | None = None
+    #: FULL mode: how long to wait for the avatar to join the room
+    avatar_timeout_s: float = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _an_avatar(self) -> Self:
+        if self.avatar_id is None and not self.sandbox:
+            raise ValueError("avatar_id is required outside the sandbox (sandbox: true uses "
+                             "the sandbox avatar)")
+        return self
+
+    def options(self) -> LiveAvatarOptions:
+        persona = None
+        if self.context_id or self.voice_id or self.language:
+            persona = la.AvatarPersona(context_id=self.context_id, voice_id=self.voice_id,
+                                       language=self.language)
+        request = la.TokenRequest(
+            mode=la.Mode(self.mode.upper()),
+            avatar_id=self.avatar_id or la.SANDBOX_AVATAR_ID,
+            is_sandbox=self.sandbox,
+            max_session_duration=self.max_session_duration,
+            avatar_persona=persona,
+            video_settings=la.VideoSettings(quality=self.video_quality)
+            if self.video_quality else None,
+        )
+        return self._life(LiveAvatarOptions(request=request,
+                                            avatar_timeout_s=self.avatar_timeout_s))
+
 
 class HeyGenSection(_Strict):
-    #: Unset: ``HEYGEN_BASE_URL``, then https://api.heygen.com.
+    #: which of HeyGen's APIs: interactive (the Interactive Avatar API, deprecated by
+    #: HeyGen; a HeyGen key) or liveavatar (its successor; a LiveAvatar key)
+    backend: Literal["interactive", "liveavatar"] = "interactive"
+    #: Unset: the backend's ``HEYGEN_BASE_URL`` / ``LIVEAVATAR_BASE_URL``, then its default.
     base_url: str | None = None
-    #: Unset: ``HEYGEN_API_KEY``. Write ``${HEYGEN_API_KEY}`` rather than the key itself.
+    #: Unset: ``HEYGEN_API_KEY`` / ``LIVEAVATAR_API_KEY``. Write ``${...}``, not the key.
     api_key: SecretStr | None = None
     #: Run the project's emulator (and a local LiveKit server) for this agent, and use it.
     emulator: bool = False
+    #: the Interactive backend's session
     session: SessionSettings = Field(default_factory=SessionSettings)
+    #: the LiveAvatar backend's session
+    liveavatar: LiveAvatarSettings | None = None
 
     @field_validator("base_url")
     @classmethod
@@ -52,6 +124,25 @@ class HeyGenSection(_Strict):
         if value is not None and not is_base_url(value):
             raise ValueError(NOT_A_BASE_URL)
         return value
+
+    @model_validator(mode="after")
+    def _one_backend(self) -> Self:
+        if self.liveavatar is not None and self.backend != "liveavatar":
+            raise ValueError("a 'liveavatar:' section needs 'backend: liveavatar'")
+        if self.backend == "liveavatar" and "session" in self.model_fields_set:
+            raise ValueError("'session:' is the interactive backend's; with 'backend: "
+                             "liveavatar' write 'liveavatar:'")
+        return self
+
+    def session_options(self) -> LifeOptions:
+        """The options of the chosen backend (they know its client and session)."""
+        sections: dict[str, _LifeSettings] = {
+            "interactive": self.session,
+            "liveavatar": self.liveavatar or LiveAvatarSettings(sandbox=True),
+        }
+        chosen = sections[self.backend]
+        assert isinstance(chosen, SessionSettings | LiveAvatarSettings)
+        return chosen.options()
 
 
 class MicrophoneInput(_Strict):

@@ -1,0 +1,328 @@
+"""The LiveAvatar backend: one session of HeyGen's successor streaming API.
+
+``sessions/token`` (API key; creates the session) → ``sessions/start`` (session token;
+billing starts, the avatar joins) → the LiveKit room, and in LITE mode the WebSocket →
+keep-alive on a timer → ``sessions/stop``. The rule every session keeps (stop on every way
+out, confirmed or said) and what both backends share live in :mod:`agent.heygen.backend`;
+this module holds what is LiveAvatar's alone (heygen-protocol.md §5):
+
+- FULL mode (HeyGen's brain): the user's microphone is a track in the room; commands are
+  data messages on ``agent-control``; events come on ``agent-response``. The session is
+  ready when participant ``heygen`` is in the room (waited for, with a clear error).
+- LITE mode (your brain, HeyGen's face): the bot's own speech goes as ``agent.speak``
+  audio on the WebSocket; nothing is sent before ``session.state_updated: connected``;
+  ``agent.speak_started|ended|interrupted`` say what the avatar does.
+
+Both translate their events into :mod:`agent.heygen.events`, so the transport above is the
+same for either backend and mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+
+import websockets
+from livekit import rtc
+from loguru import logger
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+
+from agent.heygen import events as ev
+from agent.heygen.api import HeyGenError, LiveAvatarClient
+from agent.heygen.api.base import RestClient
+from agent.heygen.backend import (
+    AvatarSession,
+    LifeOptions,
+    SessionListener,
+    SessionState,
+    all_or_nothing,
+    despite_cancel,
+)
+from agent.heygen.protocol import ProtocolError
+from agent.heygen.protocol.liveavatar import rest as la
+from agent.heygen.protocol.liveavatar import room as lar
+from agent.heygen.protocol.liveavatar import socket as las
+
+#: The microphone track in FULL mode: 16 kHz mono, 32 ms a frame (as the Interactive one).
+MICROPHONE_RATE = 16_000
+
+
+class AvatarNotInRoom(HeyGenError):
+    """The avatar did not join the room in time (FULL mode waits for it)."""
+
+    retryable = True
+
+
+@dataclass(frozen=True)
+class LiveAvatarOptions(LifeOptions):
+    """How to open a LiveAvatar session; ``request`` is the ``sessions/token`` body (its
+    ``mode`` decides FULL or LITE)."""
+
+    request: la.TokenRequest = field(
+        default_factory=lambda: la.TokenRequest(mode="LITE", avatar_id=la.SANDBOX_AVATAR_ID,
+                                                is_sandbox=True))
+    #: FULL mode: how long to wait for the avatar to join the room.
+    avatar_timeout_s: float = 30.0
+    keep_alive_interval_s: float | None = las.KEEP_ALIVE_INTERVAL_S
+
+    @property
+    def full(self) -> bool:
+        return self.request.mode == "FULL"
+
+    def open_client(self, api_key: str | None, base_url: str | None) -> LiveAvatarClient:
+        return LiveAvatarClient(api_key, base_url=base_url)
+
+    def new_session(self, client: RestClient, listener: SessionListener) -> LiveAvatarSession:
+        if not isinstance(client, LiveAvatarClient):
+            raise TypeError(f"a LiveAvatar session needs a LiveAvatarClient, not "
+                            f"{type(client).__name__}")
+        return LiveAvatarSession(client, self, listener)
+
+
+class LiveAvatarEvents:
+    """LiveAvatar's events (``agent-response`` topic, LITE socket) → :mod:`agent.heygen.events`."""
+
+    def __init__(self) -> None:
+        self._user: list[str] = []
+
+    def from_room(self, event: lar.Event) -> list[ev.AvatarEvent]:
+        kind = event.event_type
+        if kind == lar.USER_SPEAK_STARTED:
+            return [ev.UserStartedSpeaking(raw=event)]
+        if kind == lar.USER_SPEAK_ENDED:
+            return [ev.UserStoppedSpeaking(raw=event)]
+        if kind == lar.USER_TRANSCRIPTION_CHUNK:
+            self._user.append(event.text)
+            return [ev.UserTranscriptSoFar(raw=event, text=ev.join_words(self._user))]
+        if kind == lar.USER_TRANSCRIPTION:
+            self._user.clear()
+            return [ev.UserTranscript(raw=event, text=event.text.strip())]
+        if kind == lar.AVATAR_SPEAK_STARTED:
+            return [ev.AvatarStartedSpeaking(raw=event, task_id=event.source_event_id)]
+        if kind == lar.AVATAR_SPEAK_ENDED:
+            return [ev.AvatarStoppedSpeaking(raw=event, task_id=event.source_event_id)]
+        if kind == lar.AVATAR_TRANSCRIPTION_CHUNK:
+            return [ev.AvatarWords(raw=event, text=event.text)]
+        if kind == lar.AVATAR_TRANSCRIPTION:
+            return [ev.AvatarTranscript(raw=event, text=event.text.strip(),
+                                        task_id=event.source_event_id)]
+        return [ev.OtherEvent(raw=event)]
+
+    def from_socket(self, event: las.ServerEvent) -> ev.AvatarEvent:
+        if event.type == las.SPEAK_STARTED:
+            return ev.AvatarStartedSpeaking(raw=event, task_id=event.event_id)
+        if event.type == las.SPEAK_ENDED:
+            return ev.AvatarStoppedSpeaking(raw=event, task_id=event.event_id)
+        if event.type == las.SPEAK_INTERRUPTED:
+            return ev.AvatarStoppedSpeaking(raw=event, task_id=event.event_id, interrupted=True)
+        return ev.OtherEvent(raw=event)
+
+
+class LiveAvatarSession(AvatarSession):
+    """A LiveAvatar session, FULL or LITE as its token request says."""
+
+    backend = "liveavatar"
+
+    def __init__(
+        self,
+        client: LiveAvatarClient,
+        options: LiveAvatarOptions | None = None,
+        listener: SessionListener | None = None,
+    ) -> None:
+        self.options = options or LiveAvatarOptions()
+        super().__init__(client, self.options, listener)
+        self._account = client
+        self._view: LiveAvatarClient | None = None
+        self.info: la.StartAnswer | None = None
+        self._ws: ClientConnection | None = None
+        self._connected = asyncio.Event()  # LITE: the socket said ``connected``
+        self._avatar_here = asyncio.Event()  # FULL: participant ``heygen`` is in the room
+        self._events = LiveAvatarEvents()
+        self._send_lock = asyncio.Lock()
+        #: LITE: the utterance the avatar is saying (its event id), if any.
+        self.speaking_event: str | None = None
+
+    # ------------------------------------------------------------------ the wire
+
+    async def _stop_left_behind(self) -> None:
+        # LiveAvatar stops a session only with its own session token, which is not kept
+        # on disk: what a killed process left ends at the 5-minute idle limit, and
+        # ``heygen-agent sessions`` lists it from the local record.
+        return None
+
+    async def _open(self) -> None:
+        opts = self.options
+        # If cancelled while the token call is in flight, the service may still create
+        # the session; wait for its token so that it can be stopped, then honour it.
+        token, cancelled = await despite_cancel(
+            self._account.create_session_token(opts.request))
+        self._view = self._account.with_session_token(token.session_token)
+        self._created(token.session_id)
+        if cancelled:
+            raise asyncio.CancelledError
+        logger.info(f"LiveAvatar session {token.session_id} created ({opts.request.mode})")
+        self.info = info = await self._view.start_session()
+        connects: list[Awaitable[None]] = []
+        if info.livekit_url and info.livekit_client_token is not None:
+            connects.append(self._connect_room(
+                info.livekit_url, info.livekit_client_token.get_secret_value()))
+        if not opts.full and info.ws_url is not None:
+            connects.append(self._connect_socket(info.ws_url.get_secret_value()))
+        async with asyncio.timeout(opts.connect_timeout_s):
+            await all_or_nothing(connects)
+        if opts.full:
+            await self._wait_for_avatar()
+            await self._publish_microphone(MICROPHONE_RATE)
+        elif self._ws is not None:
+            self._spawn(self._read_socket(), "liveavatar-socket")
+            try:
+                async with asyncio.timeout(opts.connect_timeout_s):
+                    await self._connected.wait()
+            except TimeoutError:
+                raise HeyGenError(
+                    "LiveAvatar socket: no 'session.state_updated: connected' within "
+                    f"{opts.connect_timeout_s:g} s") from None
+
+    async def _wait_for_avatar(self) -> None:
+        room = self.room
+        if room is None:
+            raise HeyGenError("LiveAvatar FULL mode: the start answer gave no LiveKit room")
+        if any(p.identity == lar.AVATAR_IDENTITY for p in room.remote_participants.values()):
+            return
+        try:
+            async with asyncio.timeout(self.options.avatar_timeout_s):
+                await self._avatar_here.wait()
+        except TimeoutError:
+            raise AvatarNotInRoom(
+                f"LiveAvatar: the avatar (participant '{lar.AVATAR_IDENTITY}') did not join "
+                f"the room within {self.options.avatar_timeout_s:g} s") from None
+
+    def _on_participant(self, identity: str) -> None:
+        if identity == lar.AVATAR_IDENTITY:
+            self._avatar_here.set()
+
+    @property
+    def microphone_is_track(self) -> bool:
+        return self.options.full
+
+    async def _stop_at_service(self, session_id: str) -> None:
+        assert self._view is not None  # set with the session id
+        await self._view.stop_session(session_id, reason=self._stop_reason or None)
+
+    async def _close_connections(self) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+
+    def _room_events(self, packet: rtc.DataPacket) -> list[ev.AvatarEvent]:
+        if packet.topic != lar.TOPIC_AGENT_RESPONSE:
+            return []
+        return self._events.from_room(lar.parse_event(packet.data))
+
+    async def keep_alive(self) -> None:
+        self._require_running()
+        assert self._view is not None
+        await self._view.keep_alive()
+        if self._ws is not None and self._connected.is_set():
+            await self._send(las.command(las.KEEP_ALIVE))
+
+    # ------------------------------------------------------------------ the LITE socket
+
+    async def _connect_socket(self, url: str) -> None:
+        try:
+            self._ws = await ws_connect(url, compression=None, max_size=las.MAX_MESSAGE_BYTES,
+                                        open_timeout=self.options.connect_timeout_s)
+        except (OSError, websockets.WebSocketException) as exc:
+            reason = self._account.redact(str(exc))
+            raise HeyGenError(f"LiveAvatar socket: {reason}") from None
+        logger.debug(f"LiveAvatar session {self.session_id}: socket connected")
+
+    async def _read_socket(self) -> None:
+        ws = self._ws
+        assert ws is not None
+        try:
+            async for message in ws:
+                try:
+                    event = las.parse_server_event(message)
+                except ProtocolError as exc:
+                    logger.warning(f"LiveAvatar socket message ignored: {exc}")
+                    continue
+                if event.type == las.STATE_UPDATED:
+                    if event.state == las.CONNECTED:
+                        self._connected.set()
+                    elif event.state in (las.CLOSING, las.CLOSED):
+                        self._connected.clear()
+                if event.type == las.SPEAK_STARTED:
+                    self.speaking_event = event.event_id
+                elif event.type in (las.SPEAK_ENDED, las.SPEAK_INTERRUPTED):
+                    self.speaking_event = None
+                await self._notify(self.listener.on_event(self._events.from_socket(event)))
+            reason = "LiveAvatar closed the session's socket"
+        except websockets.ConnectionClosedError as exc:
+            code = exc.rcvd.code if exc.rcvd is not None else 1006
+            reason = f"LiveAvatar socket dropped (code {code})"
+            await self._notify(self.listener.on_connection_lost("socket", reason))
+        # Without the socket a LITE session can say nothing: end it (billed) cleanly.
+        self._spawn(self.stop(reason=reason), "liveavatar-stop")
+
+    async def _send(self, command: las.Command) -> bool:
+        """One command on the LITE socket once it is ``connected``; ``False`` if not."""
+        ws = self._ws
+        if ws is None or not self._connected.is_set():
+            return False
+        message = las.encode(command)
+        try:
+            async with self._send_lock:
+                await ws.send(message)
+        except websockets.ConnectionClosed:
+            return False
+        return True
+
+    # ------------------------------------------------------------------ operations
+
+    async def _control(self, command: lar.Command) -> None:
+        """A FULL-mode command, as a reliable data message on ``agent-control``."""
+        self._require_running()
+        if self.room is None:
+            raise RuntimeError("LiveAvatar commands need the LiveKit room")
+        await self.room.local_participant.publish_data(
+            command.to_bytes(), reliable=True, topic=lar.TOPIC_AGENT_CONTROL)
+
+    async def say(self, text: str) -> None:
+        """Make the avatar say ``text`` verbatim (FULL mode: HeyGen's voice)."""
+        await self._control(lar.speak_text(text))
+
+    async def respond(self, text: str) -> None:
+        """Make the avatar answer ``text`` (FULL mode: HeyGen's brain)."""
+        await self._control(lar.speak_response(text))
+
+    async def interrupt(self) -> None:
+        self._chunker.reset()
+        if self.options.full:
+            await self._control(lar.interrupt())
+        elif self.speaking_event is not None:  # only while it speaks, as the service asks
+            await self._send(las.command(las.INTERRUPT, self.speaking_event))
+
+    async def start_listening(self) -> None:
+        if self.options.full:
+            await self._control(lar.command(lar.START_LISTENING))
+        else:
+            await self._send(las.command(las.START_LISTENING))
+
+    async def stop_listening(self) -> None:
+        if self.options.full:
+            await self._control(lar.command(lar.STOP_LISTENING))
+        else:
+            await self._send(las.command(las.STOP_LISTENING))
+
+    async def push_to_talk(self, talking: bool) -> None:
+        await self._control(lar.command(lar.START_PUSH_TO_TALK if talking
+                                        else lar.STOP_PUSH_TO_TALK))
+
+    async def send_audio(self, pcm: bytes, sample_rate: int, num_channels: int = 1) -> int:
+        """FULL mode: the user's audio into the room's microphone track (16 kHz mono);
+        LITE has no microphone at HeyGen (the bot's own STT hears the user)."""
+        if self.state is not SessionState.RUNNING or self._microphone is None:
+            return 0
+        return self._queue_microphone(self._chunker.push(pcm, sample_rate, num_channels))
