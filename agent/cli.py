@@ -36,7 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     account.add_parsers(commands)
     emulate.add_parser(commands)
     bench = commands.add_parser(
-        "bench", help="time the hot paths, as ratios against baselines timed in the same run")
+        "bench", help="time the hot paths, as ratios against baselines timed in the same run",
+        description="Time the per-frame hot paths (audio encoding, resampling, the emulated "
+        "avatar's frame, the viewer's JPEG) against the obvious alternative timed in the same "
+        "run. Each figure is a ratio (baseline time / our time; above 1 is faster), because "
+        "absolute times on a shared machine say more about the machine than the code.")
     bench.set_defaults(handler=_bench)
     return parser
 

@@ -120,33 +120,65 @@ async def test_sigterm_stops_the_session_and_finalises_the_recording(
         assert sum(1 for _ in container.decode(video=0)) >= 10, "the turn's video is in it"
 
 
+def rows(out: str) -> list[list[str]]:
+    """A listing's rows under its header line, split into columns."""
+    return [line.split() for line in out.splitlines()[1:]]
+
+
 async def test_account_commands_against_the_emulator() -> None:
-    async with EmulatorServer(EmulatorConfig(api_keys=frozenset({"acct-key-123"}))) as server:
+    config = EmulatorConfig(api_keys=frozenset({"acct-key-123"}),
+                            liveavatar_api_keys=frozenset({"la-acct-key-123"}))
+    async with EmulatorServer(config) as server:
         env = {"HEYGEN_BASE_URL": server.base_url, "HEYGEN_API_KEY": "acct-key-123"}
         code, out, _ = await heygen_agent("avatars", env=env)
-        assert code == 0 and "Emulated_Anna" in out
-        code, out, _ = await heygen_agent("voices", "--realtime", env=env)
-        assert code == 0 and out.splitlines() == ["emu-voice-en\tespeak-ng English\tEnglish"]
+        assert code == 0 and out.splitlines()[0].split() == ["AVATAR", "ID", "POSE", "STATUS"]
+        assert "Emulated_Anna" in [row[0] for row in rows(out)]
+        code, out, _ = await heygen_agent("voices", "--realtime", "--json", env=env)
+        assert code == 0 and [json.loads(line) for line in out.splitlines()] == [
+            {"voice_id": "emu-voice-en", "name": "espeak-ng English", "language": "English",
+             "streaming": "yes"}]
         async with api.HeyGenClient("acct-key-123", base_url=server.base_url) as client:
             leaked = [(await client.new_session(ia.NewSessionRequest())).session_id
                       for _ in range(2)]
         code, out, _ = await heygen_agent("sessions", env=env)
-        assert code == 0 and sorted(line.split("\t")[0] for line in out.splitlines()) == sorted(
-            leaked)
+        assert code == 0 and out.splitlines()[0].split() == ["SESSION", "ID", "STATUS", "CREATED"]
+        assert sorted(row[0] for row in rows(out)) == sorted(leaked)
         code, out, _ = await heygen_agent("sessions", "stop", leaked[0], env=env)
         assert code == 0 and out.strip() == f"stopped {leaked[0]}"
         code, out, _ = await heygen_agent("sessions", "stop", "--all", env=env)
         assert code == 0 and out.strip() == f"stopped {leaked[1]}"
         assert server.emulator.registry.counts()["open"] == 0
+        code, out, _ = await heygen_agent("sessions", env=env)
+        assert code == 0 and out.strip() == "no open sessions"
         code, _, err = await heygen_agent("avatars", "--api-key", "wrong-key-000", env=env)
         assert code == 1 and err.startswith("heygen-agent: /v1/streaming/avatar.list: HTTP 401")
         assert "wrong-key-000" not in err and "Traceback" not in err
+        code, _, err = await heygen_agent("contexts", env=env)
+        assert code == 2 and err.strip().startswith("heygen-agent: interactive has no contexts")
+
+        la_env = {"LIVEAVATAR_BASE_URL": server.base_url, "LIVEAVATAR_API_KEY": "la-acct-key-123"}
+        code, out, _ = await heygen_agent("avatars", "--backend", "liveavatar", env=la_env)
+        assert code == 0 and out.splitlines()[0].split() == ["AVATAR", "ID", "NAME", "WHOSE"]
+        assert "Wayne" in out and {row[-1] for row in rows(out)} == {"yours", "public"}
+        for listing in ("voices", "contexts"):
+            code, out, _ = await heygen_agent(listing, "--backend", "liveavatar", "--json",
+                                              env=la_env)
+            assert code == 0 and all(json.loads(line)[f"{listing[:-1]}_id"]
+                                     for line in out.splitlines()), out
+        # a HeyGen key where LiveAvatar's is needed: one line that says so
+        code, _, err = await heygen_agent("avatars", "--backend", "liveavatar", "--api-key",
+                                          "acct-key-123", env={**env, **la_env})
+        assert code == 1 and "LIVEAVATAR_API_KEY" in err and len(err.strip().splitlines()) == 1
+        assert "acct-key-123" not in err
 
 
 async def test_every_command_has_help() -> None:
-    for command in ("run", "validate", "avatars", "voices", "sessions", "emulate"):
+    for command in ("run", "validate", "avatars", "voices", "contexts", "sessions", "emulate",
+                    "bench"):
         code, out, _ = await heygen_agent(command, "--help")
         assert code == 0 and out.startswith(f"usage: heygen-agent {command}")
+        description = out.split("\n\n")[1]  # what it does, under the usage lines
+        assert not description.startswith(("positional", "options")), (command, out)
 
 
 @pytest.mark.livekit

@@ -1,84 +1,214 @@
-"""``heygen-agent avatars | voices | sessions``: the account, listed from the API."""
+"""``heygen-agent avatars | voices | contexts | sessions``: the account, listed from the API.
+
+Each listing is a table with column headers (or ``--json``), and an empty one says so:
+a bare column of ids, or nothing at all, leaves a new user guessing. Either backend
+(``--backend interactive | liveavatar``) is one :class:`Catalogue`: what differs is which
+calls it makes and which columns it has, never how a listing is printed.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
+import json
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
 
-from agent.heygen.api import HeyGenClient, HeyGenError
+from agent.heygen.api import HeyGenClient, HeyGenError, LiveAvatarClient
+from agent.heygen.api.base import RestClient
 from agent.heygen.ledger import SessionLedger, stop_left_behind
 
-EXIT_OK, EXIT_ERROR = 0, 1
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+@dataclass
+class Table:
+    what: str  # "avatars": said when the list is empty
+    columns: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    #: lines said before the table (what was done on the way, e.g. sessions stopped)
+    notes: list[str] = field(default_factory=list)
+
+
+class Unsupported(Exception):
+    """The backend has no such listing."""
+
+
+class Catalogue:
+    """One backend's listings."""
+
+    def __init__(self, client: RestClient) -> None:
+        self.client = client
+
+    async def avatars(self, args: argparse.Namespace) -> Table:
+        raise Unsupported("avatars")
+
+    async def voices(self, args: argparse.Namespace) -> Table:
+        raise Unsupported("voices")
+
+    async def contexts(self, args: argparse.Namespace) -> Table:
+        raise Unsupported("contexts (LiveAvatar only: --backend liveavatar)")
+
+    async def sessions(self, args: argparse.Namespace) -> Table:
+        raise Unsupported("sessions")
+
+
+class InteractiveCatalogue(Catalogue):
+    client: HeyGenClient
+
+    async def avatars(self, args: argparse.Namespace) -> Table:
+        return Table("avatars", ["AVATAR ID", "POSE", "STATUS"], [
+            [a.avatar_id, a.pose_name or "", a.status or ""]
+            for a in await self.client.list_avatars()])
+
+    async def voices(self, args: argparse.Namespace) -> Table:
+        return Table("voices", ["VOICE ID", "NAME", "LANGUAGE", "STREAMING"], [
+            [v.voice_id, v.name or "", v.language or "", _yes(v.support_realtime)]
+            for v in await self.client.list_voices(realtime_only=args.realtime)])
+
+    async def sessions(self, args: argparse.Namespace) -> Table:
+        ledger = SessionLedger()
+        # a process of ours was killed before it could stop these: stop them now
+        notes = [f"stopped {r.session_id} (left open by process {r.pid}, which ended "
+                 f"without stopping it)" for r in await stop_left_behind(self.client, ledger)]
+        if args.action == "stop":
+            ids = ([s.session_id for s in await self.client.list_sessions()] if args.all
+                   else [args.session_id])
+            for session_id in ids:
+                await self.client.stop_session(session_id)
+                ledger.remove(session_id)
+                notes.append(f"stopped {session_id}")
+            return Table("sessions stopped", [], notes=notes)
+        return Table("open sessions", ["SESSION ID", "STATUS", "CREATED"], [
+            [s.session_id, s.status, _when(s.created_at)]
+            for s in await self.client.list_sessions()], notes)
+
+
+class LiveAvatarCatalogue(Catalogue):
+    client: LiveAvatarClient
+
+    async def avatars(self, args: argparse.Namespace) -> Table:
+        mine = await self.client.list_avatars()
+        public = await self.client.list_public_avatars()
+        return Table("avatars", ["AVATAR ID", "NAME", "WHOSE"],
+                     [[a.id, a.name, "yours"] for a in mine]
+                     + [[a.id, a.name, "public"] for a in public])
+
+    async def voices(self, args: argparse.Namespace) -> Table:
+        return Table("voices", ["VOICE ID", "NAME"],
+                     [[v.id, v.name] for v in await self.client.list_voices()])
+
+    async def contexts(self, args: argparse.Namespace) -> Table:
+        return Table("contexts", ["CONTEXT ID", "NAME"],
+                     [[c.id, c.name] for c in await self.client.list_contexts()])
+
+    async def sessions(self, args: argparse.Namespace) -> Table:
+        # LiveAvatar stops a session only with that session's own token, which is never
+        # kept on disk; what a killed process left ends at the 5-minute idle limit.
+        if args.action == "stop":
+            raise Unsupported("stopping by id (LiveAvatar stops a session only with its own "
+                              "session token; a session left open ends after 5 idle minutes)")
+        ledger = SessionLedger()
+        return Table("sessions left open by ended processes", ["SESSION ID", "PROCESS"], [
+            [r.session_id, str(r.pid)]
+            for r in ledger.left_behind(self.client.base_url, self.client.key_fingerprint)])
+
+
+CATALOGUES: dict[str, tuple[type[RestClient], type[Catalogue]]] = {
+    "interactive": (HeyGenClient, InteractiveCatalogue),
+    "liveavatar": (LiveAvatarClient, LiveAvatarCatalogue),
+}
+
+COMMANDS: list[tuple[str, str, str]] = [
+    ("avatars", "list the avatars your account can stream",
+     "List the streaming avatars of the account (LiveAvatar: yours and the public ones). "
+     "Use an id as heygen.session.avatar_name (interactive) or heygen.liveavatar.avatar_id."),
+    ("voices", "list the voices",
+     "List the account's voices. With --realtime (interactive only): only the voices that "
+     "streaming sessions can use (STREAMING = yes)."),
+    ("contexts", "list LiveAvatar contexts (what a FULL-mode avatar knows and is)",
+     "List the LiveAvatar contexts of the account. FULL mode needs one "
+     "(heygen.liveavatar.context_id), or the avatar does not answer."),
+    ("sessions", "list open sessions (and stop those a killed run left); 'stop ID' or --all",
+     "List the account's open (billed) streaming sessions: id, status, creation time. "
+     "First stops any session a killed heygen-agent process left open, from the local "
+     "record. 'sessions stop ID' stops one; 'sessions stop --all' stops every open one."),
+]
 
 
 def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    for name, help_, handler in (
-        ("avatars", "list the streaming avatars your account can use", avatars),
-        ("voices", "list voices (--realtime: only those streaming can use)", voices),
-    ):
-        parser = commands.add_parser(name, help=help_)
-        _connection_options(parser)
+    for name, help_, description in COMMANDS:
+        parser = commands.add_parser(name, help=help_, description=description)
+        parser.add_argument("--backend", choices=list(CATALOGUES), default="interactive",
+                            help="which HeyGen API: interactive (HEYGEN_* variables) or "
+                                 "liveavatar (LIVEAVATAR_* variables); default interactive")
+        parser.add_argument("--base-url", help="default: $HEYGEN_BASE_URL or "
+                            "$LIVEAVATAR_BASE_URL, then the service's own")
+        parser.add_argument("--api-key", help="default: $HEYGEN_API_KEY or $LIVEAVATAR_API_KEY")
+        parser.add_argument("--json", action="store_true", help="print JSON, one object a row")
         if name == "voices":
-            parser.add_argument("--realtime", action="store_true")
-        parser.set_defaults(handler=lambda args, h=handler: _call(args, h))
-    sessions = commands.add_parser("sessions", help="list open sessions; 'stop ID' or --all")
-    _connection_options(sessions)
-    sessions.add_argument("action", nargs="?", choices=["stop"])
-    sessions.add_argument("session_id", nargs="?")
-    sessions.add_argument("--all", action="store_true", help="with stop: every open session")
-    sessions.set_defaults(handler=lambda args: _call(args, sessions_command))
+            parser.add_argument("--realtime", action="store_true",
+                                help="only voices streaming sessions can use (interactive)")
+        if name == "sessions":
+            parser.add_argument("action", nargs="?", choices=["stop"])
+            parser.add_argument("session_id", nargs="?")
+            parser.add_argument("--all", action="store_true",
+                                help="with stop: every open session")
+        parser.set_defaults(handler=lambda args, listing=name: _call(args, listing))
 
 
-def _connection_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--base-url", help="default: $HEYGEN_BASE_URL or https://api.heygen.com")
-    parser.add_argument("--api-key", help="default: $HEYGEN_API_KEY")
+def _call(args: argparse.Namespace, listing: str) -> int:
+    if getattr(args, "action", None) == "stop" and args.all == bool(args.session_id):
+        print("heygen-agent: give a session id or --all (not both)", file=sys.stderr)
+        return EXIT_USAGE
+    client_type, catalogue_type = CATALOGUES[args.backend]
 
-
-Action = Callable[[HeyGenClient, argparse.Namespace], Awaitable[int]]
-
-
-def _call(args: argparse.Namespace, action: Action) -> int:
-    async def go() -> int:
-        async with HeyGenClient(args.api_key, base_url=args.base_url) as client:
-            return await action(client, args)
+    async def go() -> Table:
+        async with client_type(args.api_key, base_url=args.base_url) as client:
+            method: Callable[[argparse.Namespace], Awaitable[Table]] = getattr(
+                catalogue_type(client), listing)
+            return await method(args)
 
     try:
-        return asyncio.run(go())
+        table = asyncio.run(go())
+    except Unsupported as exc:
+        print(f"heygen-agent: {args.backend} has no {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except (HeyGenError, ValueError) as exc:
         print(f"heygen-agent: {exc}", file=sys.stderr)
         return EXIT_ERROR
-
-
-async def avatars(client: HeyGenClient, args: argparse.Namespace) -> int:
-    for avatar in await client.list_avatars():
-        print(f"{avatar.avatar_id}\t{avatar.pose_name or ''}\t{avatar.status or ''}")
+    print(render(table, as_json=args.json))
     return EXIT_OK
 
 
-async def voices(client: HeyGenClient, args: argparse.Namespace) -> int:
-    for voice in await client.list_voices(realtime_only=args.realtime):
-        print(f"{voice.voice_id}\t{voice.name or ''}\t{voice.language or ''}")
-    return EXIT_OK
+def render(table: Table, *, as_json: bool = False) -> str:
+    """The table as aligned columns under their headers, or as JSON lines."""
+    if as_json:
+        keys = [c.lower().replace(" ", "_") for c in table.columns]
+        rows = [json.dumps(dict(zip(keys, row, strict=True))) for row in table.rows]
+        return "\n".join([json.dumps({"note": n}) for n in table.notes] + rows)
+    lines = list(table.notes)
+    if not table.columns:
+        return "\n".join(lines)
+    if not table.rows:
+        return "\n".join([*lines, f"no {table.what}"])
+    widths = [max(len(str(c)) for c in column) for column in zip(table.columns, *table.rows,
+                                                                    strict=True)]
+    for row in [table.columns, *table.rows]:
+        lines.append("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True))
+                     .rstrip())
+    return "\n".join(lines)
 
 
-async def sessions_command(client: HeyGenClient, args: argparse.Namespace) -> int:
-    ledger = SessionLedger()
-    # a process of ours was killed before it could stop these: stop them now
-    for record in await stop_left_behind(client, ledger):
-        print(f"stopped {record.session_id} (left open by process {record.pid}, "
-              f"which ended without stopping it)")
-    if args.action != "stop":
-        for session in await client.list_sessions():
-            print(f"{session.session_id}\t{session.status}\t{session.created_at}")
-        return EXIT_OK
-    if args.all == bool(args.session_id):
-        print("heygen-agent: give a session id or --all (not both)", file=sys.stderr)
-        return 2
-    ids = [s.session_id for s in await client.list_sessions()] if args.all else [args.session_id]
-    for session_id in ids:
-        await client.stop_session(session_id)
-        ledger.remove(session_id)
-        print(f"stopped {session_id}")
-    return EXIT_OK
+def _yes(flag: bool | None) -> str:
+    return "" if flag is None else "yes" if flag else "no"
+
+
+def _when(created: Any) -> str:
+    """A Unix time as local ISO time; anything else as it came."""
+    if isinstance(created, int | float):
+        return datetime.datetime.fromtimestamp(created).isoformat(timespec="seconds")
+    return "" if created is None else str(created)

@@ -25,7 +25,12 @@ STATUS_INTERVAL_S = 0.5
 
 
 def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    run = commands.add_parser("run", help="run the agent a pipeline file describes")
+    run = commands.add_parser(
+        "run", help="run the agent a pipeline file describes",
+        description="Open a HeyGen avatar session and run the pipeline the file describes "
+        "until Ctrl-C, --for, or the session ends; the session is stopped on every way out. "
+        "Exit codes: 0 ended as asked, 1 failed, 3 bad pipeline file, 130/143 stopped at once "
+        "on a second SIGINT/SIGTERM.")
     run.add_argument("file", type=Path, help="a pipeline file, e.g. config/demo.yaml")
     run.add_argument("--for", dest="duration", type=float, metavar="SECONDS",
                      help="stop cleanly after this long (default: until Ctrl-C)")
@@ -33,8 +38,12 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     run.add_argument("--input-wav", type=Path, metavar="WAV",
                      help="play this WAV file as the microphone (headless runs, tests)")
     run.set_defaults(handler=run_command)
-    check = commands.add_parser("validate", help="check a pipeline file without connecting")
-    check.add_argument("file", type=Path)
+    check = commands.add_parser(
+        "validate", help="check a pipeline file without connecting",
+        description="Check a pipeline file as run would (schema, processors and their "
+        "arguments, input files) without connecting to HeyGen: every problem is one line "
+        "naming file:line:column and the field. Exit 0 when valid, 3 when not.")
+    check.add_argument("file", type=Path, help="a pipeline file, e.g. config/demo.yaml")
     check.set_defaults(handler=validate_command)
 
 
