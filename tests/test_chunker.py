@@ -57,3 +57,15 @@ def test_muted_keeps_the_cadence_with_zeros() -> None:
     assert chunks == [bytes(1024), bytes(1024)]
     chunker.muted = False
     assert chunker.push(ramp(512, 1), 16000) == [ramp(512, 1)]
+
+
+def test_finish_gives_the_remainder_and_the_resampler_tail_then_starts_afresh() -> None:
+    chunker = AudioChunker()
+    tone = (np.sin(np.arange(4800) / 7) * 8000).astype("<i2").tobytes()  # 100 ms at 48 kHz
+    chunks = chunker.push(tone, 48000)
+    rest = chunker.finish()
+    assert len(b"".join(chunks) + rest) == 1600 * 2, "every sample out, the tail included"
+    assert chunker.pending_bytes == 0 and chunker.finish() == b""
+    chunker.muted = True
+    chunker.push(ramp(100), 16000)
+    assert chunker.finish() == bytes(200)

@@ -32,11 +32,7 @@ class AudioChunker:
 
     def push(self, pcm: bytes, sample_rate: int, num_channels: int = 1) -> list[bytes]:
         """Add audio; return every whole chunk now ready (possibly none)."""
-        if num_channels != 1:
-            pcm = _downmix(pcm, num_channels)
-        if sample_rate != self.sample_rate:
-            pcm = self._resample(pcm, sample_rate)
-        self._pending += pcm
+        self._pending += self.convert(pcm, sample_rate, num_channels)
         whole = len(self._pending) // self.chunk_bytes * self.chunk_bytes
         if not whole:
             return []
@@ -50,19 +46,47 @@ class AudioChunker:
     def pending_bytes(self) -> int:
         return len(self._pending)
 
+    def convert(self, pcm: bytes, sample_rate: int, num_channels: int = 1) -> bytes:
+        """``pcm`` downmixed to mono and resampled to :attr:`sample_rate`, uncut.
+
+        The resampler streams: it holds back a little audio (:data:`RESAMPLER_HOLDBACK_S`)
+        that a later call, or :meth:`finish`, gives out. ``push`` is this plus the cutting.
+        """
+        if num_channels != 1:
+            pcm = _downmix(pcm, num_channels)
+        if sample_rate == self.sample_rate:
+            return self._drain_resampler() + pcm  # the old rate's stream, if any, ends first
+        return self._resample(pcm, sample_rate)
+
+    def finish(self) -> bytes:
+        """End the stream: the remainder not yet a whole chunk and whatever the resampler
+        still holds, so that every sample pushed comes out; the next push starts afresh."""
+        rest = bytes(self._pending) + self._drain_resampler()
+        self._pending.clear()
+        return bytes(len(rest)) if self.muted else rest
+
     def reset(self) -> None:
         """Forget buffered audio, e.g. after an interruption or a reconnect."""
         self._pending.clear()
         self._resampler = None
 
     def _resample(self, pcm: bytes, sample_rate: int) -> bytes:
+        tail = b""
         if self._resampler is None or sample_rate != self._source_rate:
+            tail = self._drain_resampler()  # a new source rate: the old stream's last audio
             self._resampler = soxr.ResampleStream(
                 sample_rate, self.sample_rate, 1, dtype="int16", quality="HQ"
             )
             self._source_rate = sample_rate
         samples = np.frombuffer(pcm, dtype="<i2")
-        return bytes(self._resampler.resample_chunk(samples).tobytes())
+        return tail + bytes(self._resampler.resample_chunk(samples).tobytes())
+
+    def _drain_resampler(self) -> bytes:
+        if self._resampler is None:
+            return b""
+        tail = self._resampler.resample_chunk(np.zeros(0, dtype="<i2"), last=True)
+        self._resampler = None
+        return bytes(tail.tobytes())
 
 
 def _downmix(pcm: bytes, num_channels: int) -> bytes:
