@@ -35,6 +35,7 @@ from agent.heygen.api import HeyGenError, SessionStateError
 from agent.heygen.api.base import RestClient
 from agent.heygen.chunker import AudioChunker
 from agent.heygen.ledger import SessionLedger
+from agent.heygen.pacing import Chunk, SpeechPacer
 from agent.heygen.protocol import ProtocolError
 
 T = TypeVar("T")
@@ -131,6 +132,10 @@ class AvatarSession(ABC):
         #: Why the last stop could not be confirmed (the session may still be open and
         #: billed), or ``None`` when it was, or nothing needed stopping.
         self.stop_error: str | None = None
+        # The bot's own speech, lip-synced: paced here, sent by the backend.
+        self._pacer = SpeechPacer()
+        self._pacer_wake = asyncio.Event()
+        self._speech_lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ the wire, per backend
 
@@ -191,6 +196,69 @@ class AvatarSession(ABC):
     async def send_audio(self, pcm: bytes, sample_rate: int, num_channels: int = 1) -> int:
         """The user's audio to HeyGen's ears (any rate); returns the pieces sent."""
 
+    # ------------------------------------------------------------------ lip-sync
+
+    @property
+    def takes_audio(self) -> bool:
+        """The avatar lip-syncs audio the bot sends (:meth:`speak_audio`), in this mode."""
+        return False
+
+    async def _send_speech(self, chunk: Chunk) -> None:
+        """Send one paced chunk of the bot's speech (backends that take audio)."""
+        raise NotImplementedError(f"{self.backend} in this mode takes no audio to lip-sync")
+
+    async def _send_speech_end(self, event_id: str) -> None:
+        raise NotImplementedError(f"{self.backend} in this mode takes no audio to lip-sync")
+
+    async def speak_audio(self, pcm: bytes, sample_rate: int, num_channels: int = 1) -> None:
+        """The bot's speech (any rate, mono or stereo s16le), for the avatar to say with
+        its lips: a short first chunk, then real time (:mod:`agent.heygen.pacing`). The
+        first audio after :meth:`end_speech` (or ever) starts a new utterance."""
+        if not self.takes_audio:
+            raise RuntimeError(f"{self.backend} in this mode takes no audio to lip-sync")
+        if self.state is not SessionState.RUNNING:
+            return
+        if not self._pacer.speaking:
+            self._pacer.begin()
+        now = asyncio.get_running_loop().time()
+        await self._send_chunks(self._pacer.push(pcm, sample_rate, num_channels, now))
+
+    async def end_speech(self) -> None:
+        """The utterance is complete: the rest goes (paced), then its end."""
+        if not self._pacer.speaking or self.state is not SessionState.RUNNING:
+            return
+        await self._send_chunks(self._pacer.end(asyncio.get_running_loop().time()))
+
+    def _drop_speech(self) -> None:
+        """Forget the bot's speech not yet sent (on an interruption)."""
+        self._pacer.interrupt()
+        self._pacer_wake.set()
+
+    async def _send_chunks(self, chunks: list[Chunk]) -> None:
+        async with self._speech_lock:
+            for chunk in chunks:
+                if chunk.pcm:
+                    await self._send_speech(chunk)
+                if chunk.final:
+                    await self._send_speech_end(chunk.event_id)
+        self._pacer_wake.set()  # the next release may now be due sooner
+
+    async def _pace(self) -> None:
+        """Release the chunks that wait for their time; sleeps until the next is due."""
+        loop = asyncio.get_running_loop()
+        while True:
+            due_at = self._pacer.next_due_at()
+            self._pacer_wake.clear()
+            if due_at is None:
+                await self._pacer_wake.wait()
+                continue
+            delay = due_at - loop.time()
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._pacer_wake.wait(), delay)
+                continue
+            await self._send_chunks(self._pacer.due(loop.time()))
+
     @property
     @abstractmethod
     def microphone_is_track(self) -> bool:
@@ -217,6 +285,8 @@ class AvatarSession(ABC):
             if self.life.keep_alive_interval_s:
                 self._spawn(self._keep_alive_loop(self.life.keep_alive_interval_s),
                             "heygen-keep-alive")
+            if self.takes_audio:
+                self._spawn(self._pace(), "heygen-speech-pacing")
         except BaseException as exc:
             # Whatever failed, and even on cancellation, a created session is stopped.
             aborted = self._abort_reason

@@ -40,6 +40,7 @@ from agent.heygen.backend import (
     all_or_nothing,
     despite_cancel,
 )
+from agent.heygen.pacing import Chunk
 from agent.heygen.protocol import ProtocolError
 from agent.heygen.protocol.liveavatar import rest as la
 from agent.heygen.protocol.liveavatar import room as lar
@@ -143,6 +144,8 @@ class LiveAvatarSession(AvatarSession):
         self._send_lock = asyncio.Lock()
         #: LITE: the utterance the avatar is saying (its event id), if any.
         self.speaking_event: str | None = None
+        #: LITE: utterances sent and not yet ended or interrupted by the avatar
+        self._unfinished: set[str] = set()
 
     # ------------------------------------------------------------------ the wire
 
@@ -257,6 +260,7 @@ class LiveAvatarSession(AvatarSession):
                     self.speaking_event = event.event_id
                 elif event.type in (las.SPEAK_ENDED, las.SPEAK_INTERRUPTED):
                     self.speaking_event = None
+                    self._unfinished.discard(event.event_id)
                 await self._notify(self.listener.on_event(self._events.from_socket(event)))
             reason = "LiveAvatar closed the session's socket"
         except websockets.ConnectionClosedError as exc:
@@ -301,8 +305,23 @@ class LiveAvatarSession(AvatarSession):
         self._chunker.reset()
         if self.options.full:
             await self._control(lar.interrupt())
-        elif self.speaking_event is not None:  # only while it speaks, as the service asks
-            await self._send(las.command(las.INTERRUPT, self.speaking_event))
+            return
+        self._drop_speech()
+        # Only while it speaks (or has our audio to speak), as the service asks.
+        target = self.speaking_event or next(iter(self._unfinished), None)
+        if target is not None:
+            await self._send(las.command(las.INTERRUPT, target))
+
+    @property
+    def takes_audio(self) -> bool:
+        return not self.options.full
+
+    async def _send_speech(self, chunk: Chunk) -> None:
+        self._unfinished.add(chunk.event_id)
+        await self._send(las.speak(chunk.pcm, chunk.event_id))
+
+    async def _send_speech_end(self, event_id: str) -> None:
+        await self._send(las.command(las.SPEAK_END, event_id))
 
     async def start_listening(self) -> None:
         if self.options.full:

@@ -14,6 +14,7 @@ turns its callbacks into frames. It is usable on its own from plain asyncio code
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
@@ -40,8 +41,10 @@ from agent.heygen.backend import (
     despite_cancel,
 )
 from agent.heygen.ledger import stop_left_behind
+from agent.heygen.pacing import Chunk
 from agent.heygen.protocol import ProtocolError
 from agent.heygen.protocol import interactive as ia
+from agent.heygen.protocol import realtime as rt
 from agent.heygen.protocol import room_events as rev
 from agent.heygen.protocol import voice_chat as vc
 from agent.heygen.redact import redact_url
@@ -74,8 +77,14 @@ class SessionOptions(LifeOptions):
     voice_chat: bool = True
     livekit: bool = True
     push_to_talk: bool = False
+    #: Your own brain, HeyGen's face: the bot's TTS audio goes to the realtime socket
+    #: (``realtime_endpoint``) for the avatar to lip-sync, instead of the voice chat.
+    realtime: bool = False
 
     def __post_init__(self) -> None:
+        if self.realtime and self.voice_chat:
+            raise ValueError("realtime (own-brain lip-sync) replaces voice chat: "
+                             "set voice_chat=False")
         # The socket URL carries its credential; a short-lived token may travel there,
         # the account key must not.
         if self.voice_chat and not self.use_session_token:
@@ -124,6 +133,15 @@ class InteractiveEvents:
                                   count_down=event.count_down)
         return ev.OtherEvent(raw=event)
 
+    def from_realtime(self, event: rt.ServerEvent) -> ev.AvatarEvent:
+        """The realtime socket's state updates: speaking starts and ends."""
+        if event.type == rt.AGENT_STATE_UPDATED:
+            if event.state == "speaking":
+                return ev.AvatarStartedSpeaking(raw=event)
+            if event.previous_state == "speaking":
+                return ev.AvatarStoppedSpeaking(raw=event)
+        return ev.OtherEvent(raw=event)
+
     def from_room(self, event: rev.RoomEvent) -> list[ev.AvatarEvent]:
         if isinstance(event, rev.AvatarStartTalking):
             return [ev.AvatarStartedSpeaking(raw=event, task_id=event.task_id)]
@@ -168,6 +186,7 @@ class HeyGenSession(AvatarSession):
         self.info: ia.NewSessionAnswer | None = None
         self._token: str | None = None
         self._ws: ClientConnection | None = None
+        self._realtime: ClientConnection | None = None
         self._send_lock = asyncio.Lock()
         self._events = InteractiveEvents()
 
@@ -199,19 +218,25 @@ class HeyGenSession(AvatarSession):
             connects.append(self._connect_room(info.url, info.access_token.get_secret_value()))
         if opts.voice_chat:
             connects.append(self._connect_voice_chat())
+        if opts.realtime:
+            connects.append(self._connect_realtime())
         async with asyncio.timeout(opts.connect_timeout_s):
             await all_or_nothing(connects)
             if opts.voice_over_livekit:
                 await self._publish_microphone(vc.SAMPLE_RATE)
         if opts.voice_chat:
             self._spawn(self._read_voice_chat(), "heygen-voice-chat")
+        if opts.realtime:
+            self._spawn(self._read_realtime(), "heygen-realtime")
 
     async def _stop_at_service(self, session_id: str) -> None:
         await self._client.stop_session(session_id)
 
     async def _close_connections(self) -> None:
-        if self._ws is not None:
-            await self._ws.close()
+        for ws in (self._ws, self._realtime):
+            if ws is not None:
+                with contextlib.suppress(Exception):
+                    await ws.close()
 
     def _room_events(self, packet: rtc.DataPacket) -> list[ev.AvatarEvent]:
         return self._events.from_room(rev.parse_room_event(packet.data))
@@ -257,6 +282,9 @@ class HeyGenSession(AvatarSession):
 
     async def interrupt(self) -> None:
         self._chunker.reset()
+        if self._realtime is not None:
+            self._drop_speech()
+            await self._send_realtime(rt.Command(rt.AGENT_INTERRUPT))
         await self._client.interrupt(self._require_running())
 
     async def start_listening(self) -> None:
@@ -364,3 +392,56 @@ class HeyGenSession(AvatarSession):
                 await self._notify(self.listener.on_connection_restored("voice_chat"))
             except HeyGenError as exc:
                 logger.warning(f"HeyGen session {self.session_id}: reconnect failed: {exc}")
+
+    # ------------------------------------------------------------------ the realtime socket
+
+    @property
+    def takes_audio(self) -> bool:
+        return self.options.realtime
+
+    async def _connect_realtime(self) -> None:
+        assert self.info is not None
+        url = self.info.realtime_endpoint
+        if not url:
+            raise HeyGenError("streaming.new gave no realtime_endpoint (needed for lip-sync)")
+        try:
+            self._realtime = await ws_connect(url, compression=None, max_size=2**22,
+                                              open_timeout=self.options.connect_timeout_s)
+        except (OSError, websockets.WebSocketException) as exc:
+            reason = self._client.redact(str(exc))
+            raise HeyGenError(f"realtime socket {redact_url(url)}: {reason}") from None
+        logger.debug(f"HeyGen session {self.session_id}: realtime socket connected")
+
+    async def _read_realtime(self) -> None:
+        ws = self._realtime
+        assert ws is not None
+        try:
+            async for message in ws:
+                try:
+                    event = rt.parse_server_event(message)
+                except ProtocolError as exc:
+                    logger.warning(f"HeyGen realtime message ignored: {exc}")
+                    continue
+                await self._notify(self.listener.on_event(self._events.from_realtime(event)))
+            reason = "HeyGen closed the realtime socket"
+        except websockets.ConnectionClosedError as exc:
+            code = exc.rcvd.code if exc.rcvd is not None else 1006
+            reason = f"realtime socket dropped (code {code})"
+            await self._notify(self.listener.on_connection_lost("realtime", reason))
+        # Without the socket the avatar can say nothing more: end the (billed) session.
+        self._spawn(self.stop(reason=reason), "heygen-stop")
+
+    async def _send_realtime(self, command: rt.Command) -> None:
+        ws = self._realtime
+        if ws is None or self.state is not SessionState.RUNNING:
+            return
+        with contextlib.suppress(websockets.ConnectionClosed):  # the reader ends the session
+            async with self._send_lock:
+                await ws.send(command.to_json())
+
+    async def _send_speech(self, chunk: Chunk) -> None:
+        await self._send_realtime(rt.Command(rt.AGENT_SPEAK, event_id=chunk.event_id,
+                                             audio=chunk.pcm))
+
+    async def _send_speech_end(self, event_id: str) -> None:
+        await self._send_realtime(rt.Command(rt.AGENT_SPEAK_END, event_id=event_id))

@@ -34,6 +34,8 @@ from pipecat.frames.frames import (
     OutputImageRawFrame,
     StartFrame,
     TextFrame,
+    TTSAudioRawFrame,
+    TTSStoppedFrame,
     VADUserStartedSpeakingFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
@@ -57,6 +59,8 @@ _LIVEKIT_FORMAT = {
 DROP_REPORT_INTERVAL_S = 5.0
 #: How much user audio to hold while the session is still starting.
 BACKLOG_S = 2.0
+#: The bot's speech (TTS frames, ~20-40 ms each) held while the session starts: a minute.
+SPEECH_BACKLOG_FRAMES = 3000
 
 EVENTS = (
     "on_session_started",
@@ -286,6 +290,11 @@ class _Listener(SessionListener):
 
     async def on_event(self, event: ev.AvatarEvent) -> None:
         t = self.t
+        # The avatar's start and stop may be told twice (the room and a socket): once is true.
+        if isinstance(event, ev.AvatarStartedSpeaking) and t.avatar_speaking:
+            return
+        if isinstance(event, ev.AvatarStoppedSpeaking) and not t.avatar_speaking:
+            return
         for frame in frames_for_event(event):
             await t._input.push_frame(frame)
         match event:
@@ -351,6 +360,7 @@ class HeyGenOutput(FrameProcessor):
         # session. Hold the latest seconds of it instead of losing the first words.
         self._backlog: deque[InputAudioRawFrame] = deque()
         self._backlog_s = 0.0
+        self._speech_backlog: deque[TTSAudioRawFrame | TTSStoppedFrame] = deque()
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
@@ -381,13 +391,39 @@ class HeyGenOutput(FrameProcessor):
             if frame.text.strip():
                 await self._guarded(t.session.respond(frame.text))
             return True
-        if (isinstance(frame, InterruptionFrame) and t.avatar_speaking) or (
+        if t.session.takes_audio and isinstance(frame, TTSAudioRawFrame | TTSStoppedFrame):
+            # Own brain: the bot's TTS is what the avatar says, lip-synced; its voice comes
+            # back from input() with the video, so the raw TTS audio goes no further.
+            await self._speak(frame)
+            return isinstance(frame, TTSAudioRawFrame)
+        speaking = t.avatar_speaking or t.session.takes_audio  # queued speech counts too
+        if (isinstance(frame, InterruptionFrame) and speaking) or (
             isinstance(frame, VADUserStartedSpeakingFrame)
             and t.params.interrupt_on_user_speech
-            and t.avatar_speaking
+            and speaking
         ):
             await self._guarded(t.session.interrupt())
         return False
+
+    async def _speak(self, frame: TTSAudioRawFrame | TTSStoppedFrame) -> None:
+        session = self._transport.session
+        if session.state in (SessionState.IDLE, SessionState.STARTING):
+            # Speech before the avatar is there (a greeting): said once it is.
+            self._speech_backlog.append(frame)
+            if len(self._speech_backlog) > SPEECH_BACKLOG_FRAMES:
+                self._speech_backlog.popleft()
+            return
+        while self._speech_backlog:
+            await self._speak_now(self._speech_backlog.popleft())
+        await self._speak_now(frame)
+
+    async def _speak_now(self, frame: TTSAudioRawFrame | TTSStoppedFrame) -> None:
+        session = self._transport.session
+        if isinstance(frame, TTSAudioRawFrame):
+            await self._guarded(session.speak_audio(frame.audio, frame.sample_rate,
+                                                    frame.num_channels))
+        else:
+            await self._guarded(session.end_speech())
 
     async def _send_audio(self, frame: InputAudioRawFrame) -> None:
         session = self._transport.session

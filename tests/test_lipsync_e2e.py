@@ -1,0 +1,97 @@
+"""Your own brain, HeyGen's face: a bot's TTS audio in, the avatar's lip-synced voice out.
+
+A stand-in TTS (real espeak-ng speech, pushed as fast as a TTS service produces it) sits
+before the transport; the transport paces it to the emulator's lip-sync socket, and the
+avatar's voice and video come back from ``input()`` through a real LiveKit room.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
+    Frame,
+    OutputAudioRawFrame,
+    OutputImageRawFrame,
+    StartFrame,
+    TTSAudioRawFrame,
+    TTSStartedFrame,
+    TTSStoppedFrame,
+)
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+
+from agent.emulator.config import EmulatorConfig
+from agent.emulator.livekit_server import LiveKitServer
+from agent.emulator.server import EmulatorServer
+from agent.heygen.session import SessionOptions
+from agent.heygen.transport import HeyGenTransport
+from agent.media.wav_file import read_wav
+from tests.pipeline_helpers import Collector, run_until
+from tests.speech import speech_wav
+
+pytestmark = pytest.mark.livekit
+
+
+class SpeakingTTS(FrameProcessor):
+    """Says ``pcm`` once the pipeline starts, in 20 ms TTS frames, all at once (a TTS
+    service is faster than real time), between TTSStarted and TTSStopped."""
+
+    def __init__(self, pcm: bytes, sample_rate: int) -> None:
+        super().__init__(name="speaking-tts")
+        self.pcm, self.sample_rate = pcm, sample_rate
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        await self.push_frame(frame, direction)
+        if isinstance(frame, StartFrame):
+            await self.push_frame(TTSStartedFrame())
+            step = self.sample_rate // 50 * 2
+            for i in range(0, len(self.pcm), step):
+                await self.push_frame(TTSAudioRawFrame(self.pcm[i : i + step],
+                                                       self.sample_rate, 1))
+            await self.push_frame(TTSStoppedFrame())
+
+
+@pytest.fixture
+async def emulator(livekit_server: LiveKitServer) -> AsyncIterator[EmulatorServer]:
+    async with EmulatorServer(EmulatorConfig(livekit=livekit_server.settings)) as server:
+        yield server
+
+
+async def test_tts_audio_is_lip_synced_by_the_avatar(emulator: EmulatorServer,
+                                                     tmp_path: Path) -> None:
+    wav = tmp_path / "answer.wav"
+    speech_s = speech_wav(wav, "The weather is fine today, thank you for asking.")
+    pcm, rate, _ = read_wav(wav)  # espeak-ng: 22.05 kHz, resampled on the way
+    transport = HeyGenTransport(
+        api_key="lipsync-key-1234", base_url=emulator.base_url,
+        session_options=SessionOptions(voice_chat=False, realtime=True,
+                                       keep_alive_interval_s=None))
+    assert transport.session.takes_audio
+    collector = Collector()
+    await run_until([SpeakingTTS(pcm, rate), transport.output(), transport.input(), collector],
+                    collector.until(lambda: collector.count(BotStoppedSpeakingFrame) >= 1),
+                    "the avatar said the TTS audio")
+
+    session = next(iter(emulator.emulator.registry))
+    said = [t for t in session.tasks if t["audio_bytes"]]
+    assert len(said) == 1, "one utterance, said once"
+    said_s = said[0]["audio_bytes"] / 2 / 24_000
+    assert said_s == pytest.approx(speech_s, abs=0.05), "all of it, at 24 kHz, none twice"
+
+    # the raw TTS went to HeyGen, not on: what comes out is the avatar's own voice
+    assert collector.count(TTSAudioRawFrame) == 0
+    assert collector.count(BotStartedSpeakingFrame) == 1  # told by the room and the socket
+    edges = (BotStartedSpeakingFrame, BotStoppedSpeakingFrame)
+    start, stop = [t for t, f in collector.frames if isinstance(f, edges)]
+    voice = [f for t, f in collector.frames
+             if isinstance(f, OutputAudioRawFrame) and start <= t <= stop]
+    loud_s = sum(len(f.audio) / 2 / f.sample_rate for f in voice
+                 if np.abs(np.frombuffer(f.audio, "<i2")).max() > 1000)
+    assert loud_s >= 0.5 * speech_s, "the avatar's voice carried the speech"
+    assert collector.count(OutputImageRawFrame) > 0, "and its face came with it"
