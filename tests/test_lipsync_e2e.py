@@ -16,6 +16,9 @@ from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
     BotStoppedSpeakingFrame,
     Frame,
+    LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
+    LLMTextFrame,
     OutputAudioRawFrame,
     OutputImageRawFrame,
     StartFrame,
@@ -28,6 +31,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from agent.emulator.config import EmulatorConfig
 from agent.emulator.livekit_server import LiveKitServer
 from agent.emulator.server import EmulatorServer
+from agent.heygen.frames import HeyGenSpeakFrame
 from agent.heygen.session import SessionOptions
 from agent.heygen.transport import HeyGenTransport
 from agent.media.wav_file import read_wav
@@ -95,3 +99,55 @@ async def test_tts_audio_is_lip_synced_by_the_avatar(emulator: EmulatorServer,
                  if np.abs(np.frombuffer(f.audio, "<i2")).max() > 1000)
     assert loud_s >= 0.5 * speech_s, "the avatar's voice carried the speech"
     assert collector.count(OutputImageRawFrame) > 0, "and its face came with it"
+
+
+class StreamingLLM(FrameProcessor):
+    """Streams ``tokens`` as an LLM does once the pipeline starts, then ends the response."""
+
+    def __init__(self, tokens: list[str]) -> None:
+        super().__init__(name="streaming-llm")
+        self.tokens = tokens
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        await self.push_frame(frame, direction)
+        if isinstance(frame, StartFrame):
+            await self.push_frame(LLMFullResponseStartFrame())
+            for token in self.tokens:
+                await self.push_frame(LLMTextFrame(token))
+            await self.push_frame(LLMFullResponseEndFrame())
+
+
+class ReplyAfterAvatar(FrameProcessor):
+    """After the avatar (downstream of input()): once it has finished speaking, asks it,
+    upstream, to say one more thing, as a user's processor reacting to it would."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(name="reply-after-avatar")
+        self.text, self.sent = text, False
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        await self.push_frame(frame, direction)
+        if isinstance(frame, BotStoppedSpeakingFrame) and not self.sent:
+            self.sent = True
+            await self.push_frame(HeyGenSpeakFrame(text=self.text), FrameDirection.UPSTREAM)
+
+
+async def test_llm_text_is_said_verbatim_sentence_by_sentence(emulator: EmulatorServer) -> None:
+    """Your own LLM, HeyGen's voice: streamed tokens become sentences, each said once, in
+    order, with voice chat off; a processor after the avatar can make it speak too."""
+    tokens = ["Sure", ". The", " sky is", " blue", " today", "! Anything", " else"]
+    transport = HeyGenTransport(
+        api_key="text-key-12345", base_url=emulator.base_url,
+        session_options=SessionOptions(voice_chat=False, keep_alive_interval_s=None))
+    collector = Collector()
+    pipeline = [StreamingLLM(tokens), transport.output(), transport.input(),
+                ReplyAfterAvatar("And that is all."), collector]
+    await run_until(pipeline,
+                    collector.until(lambda: collector.count(BotStoppedSpeakingFrame) >= 4),
+                    "the avatar said the three sentences and the reply")
+    session = next(iter(emulator.emulator.registry))
+    said = [t["text"] for t in session.tasks]
+    assert said == ["Sure.", "The sky is blue today!", "Anything else", "And that is all."]
+    assert emulator.emulator.requests["/v1/streaming.task"] == 4

@@ -21,7 +21,6 @@ from pipecat.frames.frames import (
     OutputAudioRawFrame,
     OutputImageRawFrame,
     StartFrame,
-    TextFrame,
     TranscriptionFrame,
     TTSTextFrame,
     UserStartedSpeakingFrame,
@@ -368,7 +367,7 @@ async def test_barge_in_cuts_the_avatar_short(emulator: EmulatorServer, tmp_path
 
 
 class AskOnce(FrameProcessor):
-    """Sends one plain TextFrame (text for HeyGen's brain) with the first audio frame."""
+    """Asks HeyGen's brain one question (a ``talk``) with the first audio frame."""
 
     def __init__(self, text: str) -> None:
         super().__init__()
@@ -379,7 +378,7 @@ class AskOnce(FrameProcessor):
         await self.push_frame(frame, direction)
         if not self.sent and isinstance(frame, InputAudioRawFrame):
             self.sent = True
-            await self.push_frame(TextFrame(text=self.text))
+            await self.push_frame(HeyGenSpeakFrame(text=self.text, task_type=ia.TaskType.TALK))
 
 
 async def test_livekit_voice_transport_end_to_end(

@@ -295,11 +295,17 @@ class LiveAvatarSession(AvatarSession):
 
     async def say(self, text: str) -> None:
         """Make the avatar say ``text`` verbatim (FULL mode: HeyGen's voice)."""
+        self._require_full("say text (in LITE mode your TTS speaks; send its audio)")
         await self._control(lar.speak_text(text))
 
     async def respond(self, text: str) -> None:
         """Make the avatar answer ``text`` (FULL mode: HeyGen's brain)."""
+        self._require_full("answer text (LITE mode has no HeyGen brain)")
         await self._control(lar.speak_response(text))
+
+    def _require_full(self, what: str) -> None:
+        if not self.options.full:
+            raise NotImplementedError(f"LiveAvatar LITE cannot {what}")
 
     async def interrupt(self) -> None:
         self._chunker.reset()
@@ -336,6 +342,7 @@ class LiveAvatarSession(AvatarSession):
             await self._send(las.command(las.STOP_LISTENING))
 
     async def push_to_talk(self, talking: bool) -> None:
+        self._require_full("take push-to-talk (your own STT hears the user)")
         await self._control(lar.command(lar.START_PUSH_TO_TALK if talking
                                         else lar.STOP_PUSH_TO_TALK))
 

@@ -30,6 +30,8 @@ from pipecat.frames.frames import (
     Frame,
     InputAudioRawFrame,
     InterruptionFrame,
+    LLMFullResponseEndFrame,
+    LLMTextFrame,
     OutputAudioRawFrame,
     OutputImageRawFrame,
     StartFrame,
@@ -48,6 +50,7 @@ from agent.heygen.backend import AvatarSession, LifeOptions, SessionListener, Se
 from agent.heygen.frame_queue import DropOldestQueue
 from agent.heygen.frames import I420, HeyGenSpeakFrame, frames_for_event
 from agent.heygen.protocol import interactive as ia
+from agent.heygen.sentences import SentenceSplitter
 from agent.heygen.session import SessionOptions
 
 VideoFormat = Literal["I420", "RGB", "RGBA"]
@@ -346,6 +349,10 @@ class HeyGenInput(FrameProcessor):
             return
         if isinstance(frame, EndFrame | CancelFrame):
             await self._transport._stop(f"pipeline {type(frame).__name__}")
+        if isinstance(frame, HeyGenSpeakFrame) and direction is FrameDirection.UPSTREAM:
+            # From a processor after the avatar (one that reacts to its transcripts).
+            await self._transport._output._to_heygen(frame)
+            return
         await self.push_frame(frame, direction)
 
 
@@ -361,6 +368,8 @@ class HeyGenOutput(FrameProcessor):
         self._backlog: deque[InputAudioRawFrame] = deque()
         self._backlog_s = 0.0
         self._speech_backlog: deque[TTSAudioRawFrame | TTSStoppedFrame] = deque()
+        self._sentences = SentenceSplitter()
+        self._warned: set[str] = set()
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
@@ -385,12 +394,20 @@ class HeyGenOutput(FrameProcessor):
             await self._send_audio(frame)
             return False  # user audio stays in the pipeline for whoever wants it
         if isinstance(frame, HeyGenSpeakFrame):
-            await self._guarded(t.speak(frame.text, task_type=frame.task_type))
+            await self._say([frame.text], frame.task_type)
             return True
-        if isinstance(frame, TextFrame) and type(frame) is TextFrame:
-            if frame.text.strip():
-                await self._guarded(t.session.respond(frame.text))
-            return True
+        if type(frame) in (TextFrame, LLMTextFrame):
+            # The bot's own words: said verbatim in HeyGen's voice, sentence by sentence
+            # as they complete. (With lip-sync, the bot's TTS says them instead.)
+            assert isinstance(frame, TextFrame)
+            if not t.session.takes_audio:
+                await self._say(self._sentences.push(frame.text), ia.TaskType.REPEAT)
+            return False
+        if isinstance(frame, LLMFullResponseEndFrame) and not t.session.takes_audio:
+            await self._say(self._sentences.flush(), ia.TaskType.REPEAT)
+            return False
+        if isinstance(frame, InterruptionFrame):
+            self._sentences.clear()
         if t.session.takes_audio and isinstance(frame, TTSAudioRawFrame | TTSStoppedFrame):
             # Own brain: the bot's TTS is what the avatar says, lip-synced; its voice comes
             # back from input() with the video, so the raw TTS audio goes no further.
@@ -444,6 +461,22 @@ class HeyGenOutput(FrameProcessor):
     async def _send_now(self, frame: InputAudioRawFrame) -> None:
         self.audio_messages_sent += await self._transport.session.send_audio(
             frame.audio, frame.sample_rate, frame.num_channels)
+
+    async def _say(self, texts: list[str], task_type: ia.TaskType) -> None:
+        for text in texts:
+            if not text.strip():
+                continue
+            try:
+                await self._transport.speak(text, task_type=task_type)
+            except NotImplementedError as exc:  # this backend and mode cannot say text
+                self._warn_once(str(exc))
+            except Exception as exc:
+                await self.push_error(f"HeyGen: {exc}", exc)
+
+    def _warn_once(self, message: str) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            logger.warning(f"HeyGen: {message} (said once; such frames are ignored)")
 
     async def _guarded(self, call: Any) -> None:
         try:
