@@ -1,9 +1,11 @@
 """HeyGenTransport inside an existing Pipecat bot, built in Python: no YAML.
 
 Your bot keeps its own pieces (here a WAV "microphone", Silero VAD, a custom processor and
-a recorder); HeyGen is two more processors in the list. Run it against the emulator:
+a recorder); HeyGen is two more processors in the list. Run it against the emulator, from
+the repository with its venv active (``. .venv/bin/activate``):
 
-    heygen-agent emulate &            # prints HEYGEN_BASE_URL=...
+    heygen-agent emulate &                      # serves http://127.0.0.1:8700
+    espeak-ng -w q.wav "What is the weather like today?"
     HEYGEN_BASE_URL=http://127.0.0.1:8700 HEYGEN_API_KEY=any python examples/embed_in_bot.py q.wav
 """
 
@@ -13,6 +15,8 @@ import asyncio
 import contextlib
 import sys
 
+# Run as a script, this file's directory is on sys.path: its neighbour imports as is.
+from keyword_alert import KeywordAlert  # type: ignore[import-not-found,unused-ignore]
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineWorker
 from pipecat.workers.runner import WorkerRunner
@@ -23,7 +27,6 @@ from agent.heygen.transport import HeyGenTransport
 from agent.media.recorder import RecorderOutput
 from agent.media.vad import silero_vad
 from agent.media.wav_source import WavFileInput
-from examples.keyword_alert import KeywordAlert
 
 
 async def main(wav: str, recording: str, seconds: float) -> None:

@@ -63,7 +63,8 @@ async def test_voice_chat_end_to_end(emulator: EmulatorServer, tmp_path: Path) -
     speech_s = speech_wav(wav, "Hello avatar. What is the weather like today?")
     source = WavFileInput(wav, lead_in_s=1.0)
     client = api.HeyGenClient("e2e-key-123456", base_url=emulator.base_url)
-    transport = HeyGenTransport(client=client, session_options=SessionOptions())
+    transport = HeyGenTransport(client=client, session_options=SessionOptions(),
+                                params=HeyGenParams(video_format="I420"))
     transcripts: dict[str, list[str]] = {"user": [], "avatar": []}
 
     @transport.event_handler("on_user_transcript")
@@ -128,12 +129,13 @@ async def test_voice_chat_end_to_end(emulator: EmulatorServer, tmp_path: Path) -
     assert session.state.value == "stopped"
 
 
-async def test_rgb_video_is_converted_natively(emulator: EmulatorServer, tmp_path: Path) -> None:
+async def test_rgb_video_by_default_converted_natively(emulator: EmulatorServer,
+                                                       tmp_path: Path) -> None:
     wav = tmp_path / "s.wav"
     speech_wav(wav, "hi")
     client = api.HeyGenClient("e2e-key-123456", base_url=emulator.base_url)
-    transport = HeyGenTransport(client=client, params=HeyGenParams(video_format="RGB",
-                                                                   audio_enabled=False))
+    # No format asked for: RGB, what Pipecat's other output transports take.
+    transport = HeyGenTransport(client=client, params=HeyGenParams(audio_enabled=False))
     collector = Collector()
     await run_until([WavFileInput(wav), transport.output(), transport.input(), collector],
                     collector.until(lambda: collector.count(OutputImageRawFrame) > 20),
@@ -222,8 +224,8 @@ async def test_slow_pushing_drops_oldest_video_and_says_so(
     wav = tmp_path / "s.wav"
     speech_wav(wav, "hi")
     client = api.HeyGenClient("e2e-key-123456", base_url=emulator.base_url)
-    transport = HeyGenTransport(client=client, params=HeyGenParams(video_queue_size=2,
-                                                                   audio_enabled=False))
+    transport = HeyGenTransport(client=client, params=HeyGenParams(
+        video_queue_size=2, audio_enabled=False, video_format="I420"))  # stamps: luma
     reported: list[int] = []
     enough = asyncio.Event()
 

@@ -53,7 +53,7 @@ from agent.heygen.protocol import interactive as ia
 from agent.heygen.sentences import SentenceSplitter
 from agent.heygen.session import SessionOptions
 
-VideoFormat = Literal["I420", "RGB", "RGBA"]
+VideoFormat = Literal["auto", "I420", "RGB", "RGBA"]
 _LIVEKIT_FORMAT = {
     "I420": rtc.VideoBufferType.I420,
     "RGB": rtc.VideoBufferType.RGB24,
@@ -88,9 +88,11 @@ class HeyGenParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     video_enabled: bool = True
-    #: I420 is LiveKit's decoded format: handed on as is, no conversion. RGB/RGBA are
-    #: converted in LiveKit's native code, for outputs that need them.
-    video_format: VideoFormat = "I420"
+    #: ``auto``: RGB, what Pipecat's own output transports (LiveKit, Daily, local) take.
+    #: I420 is LiveKit's decoded format, handed on with no conversion, for outputs that
+    #: read it (this project's viewer and recorder: YAML pipelines use it). RGB/RGBA are
+    #: converted in LiveKit's native code.
+    video_format: VideoFormat = "auto"
     video_queue_size: int = Field(3, ge=1)
     audio_enabled: bool = True
     audio_sample_rate: int = 24_000
@@ -232,7 +234,7 @@ class HeyGenTransport(BaseTransport):
     async def _pump_video(self, track: rtc.Track) -> None:
         """Read frames as fast as LiveKit gives them into a bounded queue, and push from
         the queue: if pushing falls behind, the oldest frames go, counted."""
-        fmt = self.params.video_format
+        fmt = "RGB" if self.params.video_format == "auto" else self.params.video_format
         queue: DropOldestQueue[OutputImageRawFrame] = DropOldestQueue(self.params.video_queue_size)
         pusher = asyncio.get_running_loop().create_task(self._push_video(queue))
         stream = rtc.VideoStream(track, format=_LIVEKIT_FORMAT[fmt], capacity=2)

@@ -68,6 +68,10 @@ def build(
     options = heygen.session_options()
     client = options.open_client(key, base_url or heygen.base_url)
     params = HeyGenParams.model_validate(file.video.model_dump()) if file.video else HeyGenParams()
+    if params.video_format == "auto":
+        # A file's outputs are this project's, which read LiveKit's I420 as it comes:
+        # converting every frame to RGB would cost CPU for no one.
+        params = params.model_copy(update={"video_format": "I420"})
     transport = HeyGenTransport(client=client, session_options=options, params=params)
 
     before: list[FrameProcessor] = []
