@@ -3,8 +3,9 @@
 Paths, field names and error shapes come from :mod:`agent.heygen.protocol`, the same
 module the client uses, so the two cannot drift apart silently. The WebSocket handlers
 live in :mod:`agent.emulator.voice_chat` and :mod:`agent.emulator.realtime`, LiveAvatar's
-REST API (§5) in :mod:`agent.emulator.liveavatar`; the state all of them share, in
-:mod:`agent.emulator.state`.
+REST API (§5) in :mod:`agent.emulator.liveavatar` (which adds its FULL and LITE modes,
+:mod:`agent.emulator.liveavatar_full` and :mod:`agent.emulator.liveavatar_lite`); the
+state all of them share, in :mod:`agent.emulator.state`.
 """
 
 from __future__ import annotations

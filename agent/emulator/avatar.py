@@ -2,9 +2,10 @@
 
 It publishes a 25 fps video track (a face whose mouth moves with its voice, stamped with
 a frame counter and send time) and a continuous audio track (silence, or its voice), and
-sends HeyGen's session events on the data channel in the real order:
+by default sends HeyGen's session events on the data channel in the real order:
 ``avatar_start_talking`` → ``avatar_talking_message``… → ``avatar_end_message`` →
-``avatar_stop_talking`` (with ``duration_ms``).
+``avatar_stop_talking`` (with ``duration_ms``). An utterance may come with a narrator of
+its own (LiveAvatar's events), told at the same moments instead.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 from livekit import rtc
 from loguru import logger
 
+from agent.emulator.runtime import Narrator, StreamedAudio
 from agent.emulator.speech import resample, synthesize, word_timings
 from agent.emulator.video import MOUTH_STATES, FaceFrames
 from agent.heygen.protocol import room_events as rev
@@ -34,10 +36,52 @@ OPEN_MOUTH_RMS = 6000.0
 
 @dataclass
 class _Playback:
-    pcm: bytes
+    """One utterance being said: its audio (which may still be arriving) at the avatar's
+    rate, read out in frames by the audio loop."""
+
+    audio: StreamedAudio
+    sample_rate: int
+    pcm: bytearray = field(default_factory=bytearray)  # ``audio`` at ``sample_rate``
+    converted: int = 0  # bytes of ``audio.pcm`` already in ``pcm``
     position: int = 0  # bytes played
     interrupted: bool = False
     done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def take(self, size: int) -> bytes:
+        """The next ``size`` bytes, fewer (or none) if the audio has not arrived yet."""
+        arrived = len(self.audio.pcm)
+        if arrived > self.converted:
+            fresh = bytes(self.audio.pcm[self.converted:arrived])
+            self.pcm += resample(fresh, self.audio.sample_rate, self.sample_rate)
+            self.converted = arrived
+        chunk = bytes(self.pcm[self.position:self.position + size])
+        self.position += len(chunk)
+        return chunk
+
+    @property
+    def finished(self) -> bool:
+        """All of it said, or cut short."""
+        if self.audio.cut_short:
+            return True
+        return (self.audio.complete and self.converted == len(self.audio.pcm)
+                and self.position >= len(self.pcm))
+
+
+class RoomEventNarrator:
+    """The Interactive API's session events on the data channel (heygen-protocol.md §3)."""
+
+    def __init__(self, send: Callable[[rev.RoomEvent], Coroutine[Any, Any, None]]) -> None:
+        self._send = send
+
+    async def started(self, task_id: str) -> None:
+        await self._send(rev.AvatarStartTalking(task_id=task_id))
+
+    async def word(self, task_id: str, word: str) -> None:
+        await self._send(rev.AvatarTalkingMessage(task_id=task_id, message=word))
+
+    async def ended(self, task_id: str, duration_ms: float, *, interrupted: bool) -> None:
+        await self._send(rev.AvatarEndMessage(task_id=task_id))
+        await self._send(rev.AvatarStopTalking(task_id=task_id, duration_ms=duration_ms))
 
 
 class AvatarParticipant:
@@ -70,6 +114,13 @@ class AvatarParticipant:
         self._tasks: list[asyncio.Task[None]] = []
         self._left = False
         self._leaving: asyncio.Task[None] | None = None
+        #: set once the tracks are published, or the avatar has left without them
+        self._settled = asyncio.Event()
+        self._published = False
+        #: an utterance is being prepared (synthesised) and has no playback yet
+        self._preparing = False
+        self._interrupt_pending = False
+        self.narrator = RoomEventNarrator(self.send_event)
         #: Called with True/False when the user's client sends push_to_talk:start/stop.
         self.on_push_to_talk: Callable[[bool], Coroutine[Any, Any, None]] | None = None
         #: Called with text the client sends on the data channel for the avatar to answer.
@@ -137,6 +188,8 @@ class AvatarParticipant:
             logger.error(f"emulated avatar could not publish its media: {exc}")
             self._leaving = loop.create_task(self.leave(), name="avatar-leave")
             return
+        self._published = True
+        self._settled.set()
         logger.debug(f"emulated avatar in {self.room.name} published its media in "
                      f"{loop.time() - began:.2f} s")
         self._tasks += [
@@ -144,18 +197,44 @@ class AvatarParticipant:
             loop.create_task(self._publish_audio(audio), name="avatar-audio"),
         ]
 
-    async def speak(self, text: str, *, task_id: str) -> float:
-        self._require_in_room()  # before synthesising: nothing would ever say it
-        pcm = await asyncio.to_thread(synthesize, text, self.sample_rate)
-        words = word_timings(text, len(pcm) / 2 / self.sample_rate)
-        return await self._perform(pcm, task_id, words)
+    async def in_room(self) -> bool:
+        await self._settled.wait()
+        return self._published and not self._left
 
-    async def play(self, pcm: bytes, sample_rate: int, *, task_id: str) -> float:
-        return await self._perform(resample(pcm, sample_rate, self.sample_rate), task_id, [])
+    async def speak(
+        self, text: str, *, task_id: str, narrator: Narrator | None = None
+    ) -> float:
+        self._require_in_room()  # before synthesising: nothing would ever say it
+        self._preparing = True
+        try:
+            pcm = await asyncio.to_thread(synthesize, text, self.sample_rate)
+            words = word_timings(text, len(pcm) / 2 / self.sample_rate)
+            audio = StreamedAudio(self.sample_rate, pcm, complete=True)
+            return await self._perform(audio, task_id, words, narrator or self.narrator)
+        finally:
+            self._preparing = self._interrupt_pending = False
+
+    async def play(
+        self, pcm: bytes, sample_rate: int, *, task_id: str, narrator: Narrator | None = None
+    ) -> float:
+        audio = StreamedAudio(sample_rate, pcm, complete=True)
+        return await self.stream(audio, task_id=task_id, narrator=narrator)
+
+    async def stream(
+        self, audio: StreamedAudio, *, task_id: str, narrator: Narrator | None = None
+    ) -> float:
+        """Say ``audio`` as it arrives; a pause in its arrival is a pause in the voice."""
+        self._preparing = True
+        try:
+            return await self._perform(audio, task_id, [], narrator or self.narrator)
+        finally:
+            self._preparing = self._interrupt_pending = False
 
     async def interrupt(self) -> None:
         if self._playback is not None:
             self._playback.interrupted = True
+        elif self._preparing:  # not saying it yet: it must not start
+            self._interrupt_pending = True
 
     async def send_event(self, event: rev.RoomEvent) -> None:
         if self.joined and not self._left:
@@ -165,6 +244,7 @@ class AvatarParticipant:
         if self._left:
             return
         self._left = True
+        self._settled.set()
         if self._playback is not None:  # its audio loop is about to stop: release it here
             self._playback.interrupted = True
             self._playback.done.set()
@@ -186,13 +266,21 @@ class AvatarParticipant:
         if self._left or not self.joined:
             raise RuntimeError("the avatar is not in the room")
 
-    async def _perform(self, pcm: bytes, task_id: str, words: list[tuple[float, str]]) -> float:
-        """Say ``pcm`` with the events around it; returns the milliseconds actually said."""
+    async def _perform(
+        self, audio: StreamedAudio, task_id: str, words: list[tuple[float, str]],
+        narrator: Narrator,
+    ) -> float:
+        """Say ``audio`` with the narrator told around it; returns the milliseconds said
+        (none, and nothing told, if it was interrupted before it began)."""
         self._require_in_room()
         async with self._speak_lock:
-            playback = _Playback(pcm)
-            await self.send_event(rev.AvatarStartTalking(task_id=task_id))
+            if self._interrupt_pending:
+                return 0.0
+            # No await between the check above and this: an interrupt from now on
+            # finds the playback.
+            playback = _Playback(audio, self.sample_rate)
             self._playback = playback
+            await narrator.started(task_id)
             pending = list(words)
             started = asyncio.get_running_loop().time()
             try:
@@ -204,16 +292,16 @@ class AvatarParticipant:
                             await asyncio.wait_for(playback.done.wait(), delay)
                         continue
                     _, word = pending.pop(0)
-                    await self.send_event(rev.AvatarTalkingMessage(task_id=task_id, message=word))
+                    await narrator.word(task_id, word)
                 await playback.done.wait()
             finally:
                 self._playback = None
             duration_ms = playback.position / 2 / self.sample_rate * 1000
-            if not playback.interrupted:
+            interrupted = playback.interrupted or audio.cut_short
+            if not interrupted:
                 for _, word in pending:
-                    await self.send_event(rev.AvatarTalkingMessage(task_id=task_id, message=word))
-            await self.send_event(rev.AvatarEndMessage(task_id=task_id))
-            await self.send_event(rev.AvatarStopTalking(task_id=task_id, duration_ms=duration_ms))
+                    await narrator.word(task_id, word)
+            await narrator.ended(task_id, duration_ms, interrupted=interrupted)
             return duration_ms
 
     async def _publish_audio(self, source: rtc.AudioSource) -> None:
@@ -228,11 +316,11 @@ class AvatarParticipant:
                 if playback.interrupted:
                     playback.done.set()
                 else:
-                    chunk = playback.pcm[playback.position : playback.position + size]
-                    playback.position += len(chunk)
-                    if playback.position >= len(playback.pcm):
+                    said = playback.take(size)
+                    if playback.finished:
                         playback.done.set()
-                    chunk = chunk.ljust(size, b"\0")
+                    if said:  # else the audio has not arrived yet: silence meanwhile
+                        chunk = said.ljust(size, b"\0")
             self._mouth = _mouth_for(chunk) if chunk is not silence else 0
             frame = rtc.AudioFrame(chunk, self.sample_rate, 1, size // 2)
             await source.capture_frame(frame)

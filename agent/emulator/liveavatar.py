@@ -12,7 +12,9 @@ a JWT session token; the session calls take that token as ``Bearer``; ``start`` 
 the LiveKit room and, in LITE mode, the ``ws_url`` of its socket; a session that has ended
 answers a failure code (with HTTP 200, which the SDK's code check allows for); sandbox
 sessions take only Wayne and end after about a minute; every session ends after 5 minutes
-without activity. What the avatar does once a session starts is :func:`on_started`'s.
+without activity. What the avatar does once a session starts is :func:`on_started`'s:
+FULL mode's brain is :mod:`agent.emulator.liveavatar_full`, LITE mode's socket
+:mod:`agent.emulator.liveavatar_lite`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from aiohttp import web
 from loguru import logger
 from pydantic import SecretStr
 
+from agent.emulator import liveavatar_full, liveavatar_lite
 from agent.emulator.sessions import LiveAvatarSpec, ServiceError, Session, SessionState
 from agent.emulator.state import Emulator, Handler, guarded, parse_body, read_json
 from agent.heygen.protocol._rest import Endpoint, to_wire
@@ -63,20 +66,22 @@ def register(app: web.Application) -> None:
     """Adds the LiveAvatar routes to the emulator's app."""
     for endpoint, answer in HANDLERS.items():
         app.router.add_route(endpoint.method, endpoint.path, _route(endpoint, answer))
+    app.router.add_get(liveavatar_lite.PATH, liveavatar_lite.handle)
 
 
 async def on_started(em: Emulator, session: Session) -> None:
     """What runs once a LiveAvatar session has started, before ``start`` answers.
 
-    Today: the Interactive emulator's avatar, as is. With a LiveKit server it joins the
-    session's room as participant ``heygen`` and publishes a video and an audio track
-    (which is what the official SDK waits for before it calls the stream ready); without
-    one, a media-less avatar keeps time. It does not yet act on FULL mode's
-    ``agent-control`` commands (it ignores them), add FULL mode's
-    ``liveavatar-agent-<session_id>`` participant, or serve LITE's socket at ``ws_url``:
-    those belong here and in a socket handler at :data:`socket.EMULATOR_WS_PATH`.
-    A failure here fails ``start`` with HTTP 500, and the session is stopped."""
-    await em.start_runtime(session)
+    The avatar: with a LiveKit server it joins the session's room as participant
+    ``heygen`` and publishes a video and an audio track (which is what the official SDK
+    waits for before it calls the stream ready); without one, a media-less avatar keeps
+    time. In FULL mode (with LiveKit) participant ``liveavatar-agent-<session_id>`` joins
+    too, and takes the ``agent-control`` commands. In LITE mode the client connects to
+    ``ws_url`` next (:mod:`agent.emulator.liveavatar_lite`). A failure here fails
+    ``start`` with HTTP 500, and the session is stopped."""
+    runtime = await em.start_runtime(session)
+    if not _lite(session) and em.config.livekit is not None:
+        await liveavatar_full.join(em, session, runtime)
 
 
 # ---------------------------------------------------------------------- handlers

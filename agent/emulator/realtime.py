@@ -1,17 +1,17 @@
 """The emulated realtime WebSocket at ``realtime_endpoint`` (heygen-protocol.md §4).
 
 The client streams its own TTS audio with ``agent.speak`` and closes each utterance with
-``agent.speak_end``; the avatar lip-syncs it. The server reports ``session.state_updated``
-once on connect and ``agent.state_updated`` on every change of what the avatar does.
+``agent.speak_end``; the avatar lip-syncs it (:mod:`agent.emulator.lipsync`, shared with
+LiveAvatar's LITE socket). The server reports ``session.state_updated`` once on connect
+and ``agent.state_updated`` on every change of what the avatar does.
 """
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import WSMsgType, web
 from loguru import logger
 
+from agent.emulator.lipsync import LipSync, Utterance
 from agent.emulator.runtime import SessionRuntime
 from agent.emulator.sessions import ServiceError
 from agent.emulator.state import EMULATOR_KEY, injected_fault
@@ -54,7 +54,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
             await agent.on(command)
     finally:
         runtime.sockets.discard(ws)
-        agent.cancel()
+        agent.lipsync.close()
     return ws
 
 
@@ -65,8 +65,7 @@ class _Agent:
         self.ws = ws
         self.runtime = runtime
         self.state = IDLE
-        self.buffer = bytearray()
-        self._waiters: set[asyncio.Task[None]] = set()
+        self.lipsync = LipSync(runtime, self, sample_rate=rt.SAMPLE_RATE, by_event_id=False)
 
     async def set_state(self, new: str) -> None:
         if new != self.state and not self.ws.closed:
@@ -76,14 +75,15 @@ class _Agent:
     async def on(self, command: rt.Command) -> None:
         kind = command.type
         if kind in (rt.AGENT_SPEAK, rt.AGENT_AUDIO_BUFFER_APPEND):
-            self.buffer += command.audio or b""
+            if command.audio:
+                self.lipsync.speak(command.audio, command.event_id)
         elif kind in (rt.AGENT_SPEAK_END, rt.AGENT_AUDIO_BUFFER_COMMIT):
-            await self._speak_buffer()
-        elif kind in (rt.AGENT_INTERRUPT, rt.AGENT_AUDIO_BUFFER_CLEAR):
-            self.buffer.clear()
-            if kind == rt.AGENT_INTERRUPT:
-                await self.runtime.interrupt()
-                await self.set_state(IDLE)
+            self.lipsync.end()
+        elif kind == rt.AGENT_AUDIO_BUFFER_CLEAR:
+            self.lipsync.discard()
+        elif kind == rt.AGENT_INTERRUPT:
+            await self.lipsync.interrupt()
+            await self.set_state(IDLE)
         elif kind == rt.AGENT_START_LISTENING:
             self.runtime.session.listening = True
             await self.set_state(LISTENING)
@@ -92,21 +92,9 @@ class _Agent:
             await self.set_state(IDLE)
         # session.keep_alive: the touch in the read loop is all it does
 
-    async def _speak_buffer(self) -> None:
-        if not self.buffer:
-            return
-        _, done = self.runtime.play(bytes(self.buffer), rt.SAMPLE_RATE)
-        self.buffer.clear()
+    async def utterance_started(self, utterance: Utterance) -> None:
         await self.set_state(SPEAKING)
-        waiter = asyncio.create_task(self._back_to_idle(done))
-        self._waiters.add(waiter)
-        waiter.add_done_callback(self._waiters.discard)
 
-    async def _back_to_idle(self, done: asyncio.Future[float]) -> None:
-        await done
-        if self.state == SPEAKING and not self.ws.closed:
+    async def utterance_ended(self, utterance: Utterance, *, interrupted: bool) -> None:
+        if self.state == SPEAKING and not self.lipsync.speaking:
             await self.set_state(IDLE)
-
-    def cancel(self) -> None:
-        for waiter in list(self._waiters):
-            waiter.cancel()

@@ -93,6 +93,35 @@ class AudioStats:
         }
 
 
+@dataclass
+class LiveAvatarStats:
+    """What a LiveAvatar session's client sent, for tests to hold clients to the protocol:
+    on LITE's socket, and as FULL mode's ``agent-control`` commands."""
+
+    #: LITE: seconds of ``agent.speak`` audio (at 24 kHz), utterances (``event_id``s)
+    lite_audio_seconds: float = 0.0
+    lite_utterances: int = 0
+    lite_interrupts: int = 0
+    #: LITE: messages refused (not JSON, unknown type, audio not base64 or not whole
+    #: samples, over 1 MB) and messages sent before ``connected`` (both ignored)
+    lite_bad_messages: int = 0
+    lite_before_connected: int = 0
+    #: FULL: ``agent-control`` commands by ``event_type``, and messages refused there
+    full_commands: dict[str, int] = field(default_factory=dict)
+    full_bad_messages: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "lite": {"audio_seconds": round(self.lite_audio_seconds, 4),
+                     "utterances": self.lite_utterances,
+                     "interrupts": self.lite_interrupts,
+                     "bad_messages": self.lite_bad_messages,
+                     "before_connected": self.lite_before_connected},
+            "full": {"commands": dict(sorted(self.full_commands.items())),
+                     "bad_messages": self.full_bad_messages},
+        }
+
+
 @dataclass(frozen=True)
 class LiveAvatarSpec:
     """What makes a session a LiveAvatar one: its token request, and the credential its
@@ -128,6 +157,7 @@ class Session:
     tasks: list[dict[str, Any]] = field(default_factory=list)
     push_to_talk_events: list[str] = field(default_factory=list)
     liveavatar: LiveAvatarSpec | None = None
+    liveavatar_stats: LiveAvatarStats = field(default_factory=LiveAvatarStats)
 
     @property
     def room(self) -> str:
@@ -155,7 +185,8 @@ class Session:
         request = self.liveavatar.request
         return {"liveavatar": {"mode": self.liveavatar.mode.value,
                                "is_sandbox": request.is_sandbox,
-                               "avatar_id": request.avatar_id}}
+                               "avatar_id": request.avatar_id,
+                               **self.liveavatar_stats.as_dict()}}
 
 
 class SessionRegistry:
@@ -248,6 +279,10 @@ class SessionRegistry:
         self._sessions[session.session_id] = session
         return session
 
+    def find(self, session_id: str) -> Session | None:
+        """The session with that id, in whatever state; ``None`` if there is none."""
+        return self._sessions.get(session_id)
+
     def get(self, session_id: str, *, owner_key: str | None = None) -> Session:
         """An open session, or the error the service gives for any other id."""
         session = self._sessions.get(session_id)
@@ -288,7 +323,9 @@ class SessionRegistry:
             if idle_timeout and now - session.last_activity >= session.idle_timeout_s:
                 self._end(session, SessionState.EXPIRED, "idle timeout")
             elif now - session.created_at >= session.duration_limit_s:
-                self._end(session, SessionState.EXPIRED, "session duration limit")
+                sandbox = session.liveavatar is not None and session.liveavatar.request.is_sandbox
+                reason = "sandbox session duration limit" if sandbox else "session duration limit"
+                self._end(session, SessionState.EXPIRED, reason)
             else:
                 continue
             self.expired_total += 1

@@ -195,6 +195,40 @@ async def injected_fault(em: Emulator, path: str) -> web.Response | None:
     return response
 
 
+class SocketDrops:
+    """The armed ``ws_drop_after_*`` faults, applied to one socket: past so many messages
+    or seconds the TCP connection is cut with no close frame, as a network failure would.
+    Call :meth:`message` for each message read (``True``: dropped, stop reading) and run
+    :meth:`deadline` beside the read loop."""
+
+    def __init__(self, em: Emulator, request: web.Request, what: str) -> None:
+        self.em = em
+        self.request = request
+        self.what = what
+        self.messages = 0
+
+    def message(self) -> bool:
+        self.messages += 1
+        limit = self.em.faults.ws_drop_after_messages
+        if limit is not None and self.messages > limit:
+            self.drop("message limit")
+            return True
+        return False
+
+    async def deadline(self) -> None:
+        seconds = self.em.faults.ws_drop_after_seconds
+        if seconds is None:
+            return
+        await asyncio.sleep(seconds)
+        self.drop("time limit")
+
+    def drop(self, why: str) -> None:
+        logger.info(f"emulator: dropping {self.what} socket ({why})")
+        transport = self.request.transport
+        if transport is not None:
+            transport.abort()
+
+
 def guarded(
     path: str,
     answer: Callable[[Emulator, web.Request], Awaitable[web.Response]],

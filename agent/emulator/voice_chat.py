@@ -15,10 +15,15 @@ import time
 from aiohttp import WSMsgType, web
 from loguru import logger
 
-from agent.emulator.runtime import SessionRuntime, answer_text, answer_to_speech
+from agent.emulator.runtime import (
+    SessionRuntime,
+    answer_text,
+    answer_to_speech,
+    transcript_of_speech,
+)
 from agent.emulator.sessions import ServiceError, Session, unauthorized
 from agent.emulator.speech_detector import SpeechChange, SpeechDetector, SpeechEdge
-from agent.emulator.state import EMULATOR_KEY, Emulator, injected_fault
+from agent.emulator.state import EMULATOR_KEY, Emulator, SocketDrops, injected_fault
 from agent.heygen.protocol import ProtocolError
 from agent.heygen.protocol import room_events as rev
 from agent.heygen.protocol import voice_chat as vc
@@ -82,23 +87,20 @@ class _Chat:
         self.push_to_talk = request.query.get("push_to_talk") == "true"
         self.silence_response = request.query.get("silence_response") == "true"
         self.detector: SpeechDetector | None = None
-        self.messages = 0
+        self.drops = SocketDrops(em, request, "voice-chat")
         self.last_voice = time.monotonic()
         #: Seconds of the user's audio heard so far, on this socket or in the room.
         self.heard_s = 0.0
         self._turn_started_at: float | None = None  # heard_s at push_to_talk:start
 
     async def run(self) -> None:
-        helpers = [asyncio.create_task(self._drop_after_deadline())]
+        helpers = [asyncio.create_task(self.drops.deadline())]
         if self.silence_response:
             helpers.append(asyncio.create_task(self._prompt_on_silence()))
         self.runtime.listeners.append(self)
         try:
             async for message in self.ws:
-                self.messages += 1
-                limit = self.em.faults.ws_drop_after_messages
-                if limit is not None and self.messages > limit:
-                    self._drop("message limit")
+                if self.drops.message():
                     break
                 if message.type == WSMsgType.BINARY:
                     await self._on_frame(message.data)
@@ -111,20 +113,6 @@ class _Chat:
                 helper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await helper
-
-    def _drop(self, why: str) -> None:
-        """Cut the TCP connection with no close frame, as a network failure would."""
-        logger.info(f"emulator: dropping voice-chat socket ({why})")
-        transport = self.request.transport
-        if transport is not None:
-            transport.abort()
-
-    async def _drop_after_deadline(self) -> None:
-        seconds = self.em.faults.ws_drop_after_seconds
-        if seconds is None:
-            return
-        await asyncio.sleep(seconds)
-        self._drop("time limit")
 
     async def _on_frame(self, data: bytes) -> None:
         stats = self.session.audio
@@ -187,7 +175,7 @@ class _Chat:
             return
         stats.user_stops += 1
         await self.ws.send_str(vc.UserStop().to_json())
-        heard = f"({change.speech_s:.1f} seconds of speech)"
+        heard = transcript_of_speech(change.speech_s)
         task_id = f"user-{stats.user_stops}"
         await self.runtime.send_event(rev.UserTalkingMessage(task_id=task_id, message=heard))
         await self.runtime.send_event(rev.UserEndMessage(task_id=task_id))

@@ -149,6 +149,11 @@ class LiveKitConfig(Request):
     livekit_client_token: SecretStr
 
 
+#: ``interactivity_type`` of a FULL session whose user speaks only between
+#: ``user.start_push_to_talk`` and ``user.stop_push_to_talk`` (audio outside is ignored).
+PUSH_TO_TALK = "PUSH_TO_TALK"
+
+
 class TokenRequest(Request):
     """``sessions/token``: everything about the session is decided here; the mode in the
     token decides the mode."""

@@ -15,6 +15,8 @@ from typing import Any
 
 from agent.heygen.protocol._json import json_object, text
 from agent.heygen.protocol.errors import ProtocolError
+from agent.heygen.protocol.liveavatar.socket import CONNECTED as CONNECTED
+from agent.heygen.protocol.liveavatar.socket import STATES
 
 TOPIC_AGENT_CONTROL = "agent-control"
 TOPIC_AGENT_RESPONSE = "agent-response"
@@ -132,12 +134,14 @@ class Event:
     session_id: str = ""
     text: str = ""
     stop_reason: str = ""
+    #: ``session.state_updated``'s state (LITE's states: :data:`socket.STATES`)
+    state: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def to_json(self) -> str:
         body = {"event_type": self.event_type, "event_id": self.event_id,
                 "source_event_id": self.source_event_id, "session_id": self.session_id,
-                "text": self.text, "stop_reason": self.stop_reason}
+                "text": self.text, "stop_reason": self.stop_reason, "state": self.state}
         return json.dumps({**self.raw, **{k: v for k, v in body.items() if v}})
 
     def to_bytes(self) -> bytes:
@@ -152,6 +156,15 @@ def event(
     return Event(event_type, new_event_id(), source_event_id, session_id, text, stop_reason)
 
 
+def session_state(state: str, session_id: str) -> Event:
+    """``session.state_updated`` (emulator side); ``connected`` once the avatar is in the
+    room. The states are LITE's: FULL's documentation names the event, not its states."""
+    if state not in STATES:
+        raise ValueError(f"not a LiveAvatar session state: {state!r}")
+    return Event(SESSION_STATE_UPDATED, new_event_id(), session_id=session_id, state=state)
+
+
+
 def parse_event(message: str | bytes) -> Event:
     raw = json_object(message, "agent-response message")
     kind = raw.get("event_type")
@@ -164,5 +177,6 @@ def parse_event(message: str | bytes) -> Event:
         session_id=text(raw, "session_id"),
         text=text(raw, "text"),
         stop_reason=text(raw, "stop_reason"),
+        state=text(raw, "state"),
         raw=raw,
     )
