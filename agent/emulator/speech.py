@@ -6,14 +6,10 @@ need a voice, not a beep. The tone keeps the emulator usable where espeak-ng is 
 
 from __future__ import annotations
 
-import io
-import shutil
-import subprocess
-import wave
-
 import numpy as np
 
 from agent.emulator.runtime import SECONDS_PER_CHARACTER
+from agent.media import espeak
 
 
 def resample(pcm: bytes, rate: int, target: int) -> bytes:
@@ -29,17 +25,14 @@ def resample(pcm: bytes, rate: int, target: int) -> bytes:
 
 def synthesize(text: str, sample_rate: int) -> bytes:
     """``text`` spoken as PCM s16le mono at ``sample_rate`` (blocking; run it in a thread)."""
-    espeak = shutil.which("espeak-ng")
-    if espeak is not None and text.strip():
-        # The text goes on stdin: as an argument, text starting with '-' is an option.
-        result = subprocess.run(
-            [espeak, "--stdout"], input=text.encode(), capture_output=True, check=False,
-            timeout=30,
-        )
-        if result.returncode == 0 and result.stdout:
-            with wave.open(io.BytesIO(result.stdout), "rb") as wav:
-                pcm = wav.readframes(wav.getnframes())
-                return resample(pcm, wav.getframerate(), sample_rate)
+    if text.strip():
+        try:
+            pcm, rate = espeak.speak(text)
+        except espeak.EspeakError:
+            pass  # missing or failing: the tone below keeps the emulator usable
+        else:
+            if pcm:
+                return resample(pcm, rate, sample_rate)
     return tone(max(0.3, len(text) * SECONDS_PER_CHARACTER), sample_rate)
 
 
