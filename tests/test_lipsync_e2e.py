@@ -32,9 +32,9 @@ from agent.emulator.config import EmulatorConfig
 from agent.emulator.livekit_server import LiveKitServer
 from agent.emulator.server import EmulatorServer
 from agent.heygen.frames import HeyGenSpeakFrame
-from agent.heygen.session import SessionOptions
 from agent.heygen.transport import HeyGenTransport
 from agent.media.wav_file import read_wav
+from tests.backends import Backend, both_backends
 from tests.pipeline_helpers import Collector, run_until
 from tests.speech import speech_wav
 
@@ -67,15 +67,14 @@ async def emulator(livekit_server: LiveKitServer) -> AsyncIterator[EmulatorServe
         yield server
 
 
+@both_backends
 async def test_tts_audio_is_lip_synced_by_the_avatar(emulator: EmulatorServer,
-                                                     tmp_path: Path) -> None:
+                                                     tmp_path: Path, backend: Backend) -> None:
     wav = tmp_path / "answer.wav"
     speech_s = speech_wav(wav, "The weather is fine today, thank you for asking.")
     pcm, rate, _ = read_wav(wav)  # espeak-ng: 22.05 kHz, resampled on the way
-    transport = HeyGenTransport(
-        api_key="lipsync-key-1234", base_url=emulator.base_url,
-        session_options=SessionOptions(voice_chat=False, realtime=True,
-                                       keep_alive_interval_s=None))
+    transport = HeyGenTransport(api_key=backend.key, base_url=emulator.base_url,
+                                session_options=backend.lipsync())
     assert transport.session.takes_audio
     collector = Collector()
     await run_until([SpeakingTTS(pcm, rate), transport.output(), transport.input(), collector],
@@ -99,6 +98,7 @@ async def test_tts_audio_is_lip_synced_by_the_avatar(emulator: EmulatorServer,
                  if np.abs(np.frombuffer(f.audio, "<i2")).max() > 1000)
     assert loud_s >= 0.5 * speech_s, "the avatar's voice carried the speech"
     assert collector.count(OutputImageRawFrame) > 0, "and its face came with it"
+    assert emulator.emulator.registry.counts()["open"] == 0, "the session was stopped"
 
 
 class StreamingLLM(FrameProcessor):
@@ -134,13 +134,14 @@ class ReplyAfterAvatar(FrameProcessor):
             await self.push_frame(HeyGenSpeakFrame(text=self.text), FrameDirection.UPSTREAM)
 
 
-async def test_llm_text_is_said_verbatim_sentence_by_sentence(emulator: EmulatorServer) -> None:
+@both_backends
+async def test_llm_text_is_said_verbatim_sentence_by_sentence(emulator: EmulatorServer,
+                                                              backend: Backend) -> None:
     """Your own LLM, HeyGen's voice: streamed tokens become sentences, each said once, in
     order, with voice chat off; a processor after the avatar can make it speak too."""
     tokens = ["Sure", ". The", " sky is", " blue", " today", "! Anything", " else"]
-    transport = HeyGenTransport(
-        api_key="text-key-12345", base_url=emulator.base_url,
-        session_options=SessionOptions(voice_chat=False, keep_alive_interval_s=None))
+    transport = HeyGenTransport(api_key=backend.key, base_url=emulator.base_url,
+                                session_options=backend.text())
     collector = Collector()
     pipeline = [StreamingLLM(tokens), transport.output(), transport.input(),
                 ReplyAfterAvatar("And that is all."), collector]
@@ -150,4 +151,4 @@ async def test_llm_text_is_said_verbatim_sentence_by_sentence(emulator: Emulator
     session = next(iter(emulator.emulator.registry))
     said = [t["text"] for t in session.tasks]
     assert said == ["Sure.", "The sky is blue today!", "Anything else", "And that is all."]
-    assert emulator.emulator.requests["/v1/streaming.task"] == 4
+    assert emulator.emulator.registry.counts()["open"] == 0

@@ -1,0 +1,56 @@
+"""The two HeyGen backends as test parameters: each scenario runs against both.
+
+A scenario asks for the options of a use (HeyGen's brain, lip-sync of your TTS, your text
+in HeyGen's voice); each backend says how it does that use. The tests themselves are
+written once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+
+from agent.emulator.config import EMULATOR_HEYGEN_KEY, EMULATOR_LIVEAVATAR_KEY
+from agent.heygen.backend import LifeOptions
+from agent.heygen.liveavatar import LiveAvatarOptions
+from agent.heygen.protocol.liveavatar import rest as la
+from agent.heygen.session import SessionOptions
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    key: str
+    #: HeyGen's brain hears the microphone and answers (voice chat; LiveAvatar FULL)
+    brain: Callable[[], LifeOptions]
+    #: your TTS's audio, lip-synced (the realtime socket; LiveAvatar LITE)
+    lipsync: Callable[[], LifeOptions]
+    #: your text, said in HeyGen's voice
+    text: Callable[[], LifeOptions]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _liveavatar(mode: la.Mode) -> Callable[[], LifeOptions]:
+    return lambda: LiveAvatarOptions(
+        request=la.TokenRequest(mode=mode, avatar_id=la.SANDBOX_AVATAR_ID, is_sandbox=True),
+        keep_alive_interval_s=None)
+
+
+INTERACTIVE = Backend(
+    "interactive", EMULATOR_HEYGEN_KEY,
+    brain=lambda: SessionOptions(keep_alive_interval_s=None),
+    lipsync=lambda: SessionOptions(voice_chat=False, realtime=True, keep_alive_interval_s=None),
+    text=lambda: SessionOptions(voice_chat=False, keep_alive_interval_s=None),
+)
+LIVEAVATAR = Backend(
+    "liveavatar", EMULATOR_LIVEAVATAR_KEY,
+    brain=_liveavatar(la.Mode.FULL),
+    lipsync=_liveavatar(la.Mode.LITE),
+    text=_liveavatar(la.Mode.FULL),
+)
+
+both_backends = pytest.mark.parametrize("backend", [INTERACTIVE, LIVEAVATAR], ids=str)
