@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pytest
 
 from agent.emulator.config import EMULATOR_HEYGEN_KEY, EMULATOR_LIVEAVATAR_KEY
+from agent.emulator.server import EmulatorServer
 from agent.heygen.backend import LifeOptions
 from agent.heygen.liveavatar import LiveAvatarOptions
 from agent.heygen.protocol.liveavatar import rest as la
@@ -30,6 +31,9 @@ class Backend:
     #: your text, said in HeyGen's voice
     text: Callable[[], LifeOptions]
 
+    #: how many interrupts the emulator received (a REST call; an agent-control message)
+    interrupts: Callable[[EmulatorServer], int] = lambda emulator: 0
+
     def __str__(self) -> str:
         return self.name
 
@@ -45,12 +49,17 @@ INTERACTIVE = Backend(
     brain=lambda: SessionOptions(keep_alive_interval_s=None),
     lipsync=lambda: SessionOptions(voice_chat=False, realtime=True, keep_alive_interval_s=None),
     text=lambda: SessionOptions(voice_chat=False, keep_alive_interval_s=None),
+    interrupts=lambda emulator: emulator.emulator.requests["/v1/streaming.interrupt"],
 )
 LIVEAVATAR = Backend(
     "liveavatar", EMULATOR_LIVEAVATAR_KEY,
     brain=_liveavatar(la.Mode.FULL),
     lipsync=_liveavatar(la.Mode.LITE),
     text=_liveavatar(la.Mode.FULL),
+    interrupts=lambda emulator: sum(
+        s.liveavatar_stats.full_commands.get("avatar.interrupt", 0)
+        + s.liveavatar_stats.lite_interrupts
+        for s in emulator.emulator.registry if s.liveavatar is not None),
 )
 
 both_backends = pytest.mark.parametrize("backend", [INTERACTIVE, LIVEAVATAR], ids=str)

@@ -42,6 +42,7 @@ from agent.heygen.transport import HeyGenParams, HeyGenTransport
 from agent.media.vad import silero_vad
 from agent.media.wav_file import read_wav
 from agent.media.wav_source import WavFileInput
+from tests.backends import Backend, both_backends
 from tests.pipeline_helpers import Collector, run_until
 from tests.speech import speech_wav
 from tests.waiting import eventually, within
@@ -127,6 +128,45 @@ async def test_voice_chat_end_to_end(emulator: EmulatorServer, tmp_path: Path) -
     words = [f.text for f in collector.of(TTSTextFrame)]  # type: ignore[attr-defined]
     assert " ".join(words) == heard
     assert session.state.value == "stopped"
+
+
+@both_backends
+async def test_speech_in_transcripts_and_the_answer_out(
+    emulator: EmulatorServer, tmp_path: Path, backend: Backend
+) -> None:
+    """HeyGen's brain, either backend: the user's speech reaches HeyGen (a socket, or a
+    track in the room), and the same frames and event handlers come back."""
+    wav = tmp_path / "question.wav"
+    speech_wav(wav, "Hello avatar. What is the weather like today?")
+    transport = HeyGenTransport(api_key=backend.key, base_url=emulator.base_url,
+                                session_options=backend.brain(),
+                                params=HeyGenParams(video_format="I420"))
+    handled: list[str] = []
+    for name in ("on_user_started_speaking", "on_user_stopped_speaking", "on_user_transcript",
+                 "on_avatar_started_speaking", "on_avatar_stopped_speaking",
+                 "on_avatar_transcript"):
+        transport.add_event_handler(name, lambda t, *args, n=name: handled.append(n))
+    collector = Collector()
+    await run_until([WavFileInput(wav, lead_in_s=1.0), silero_vad(), transport.output(),
+                     transport.input(), collector],
+                    collector.until(lambda: collector.count(BotStoppedSpeakingFrame) >= 1),
+                    "the avatar answered")
+    kinds = [type(f) for _, f in collector.frames]
+    for kind in (UserStartedSpeakingFrame, UserStoppedSpeakingFrame, BotStartedSpeakingFrame,
+                 BotStoppedSpeakingFrame, HeyGenAvatarTranscriptFrame):
+        assert kinds.count(kind) == 1, (kind.__name__, kinds.count(kind))
+    assert [f.text for f in collector.of(TranscriptionFrame)
+            if type(f) is TranscriptionFrame], "what HeyGen heard the user say"
+    assert sorted(set(handled)) == sorted(handled) and len(handled) == 6, handled
+    stamps = [read_stamp(i.image, 640, 360) for i in collector.of(OutputImageRawFrame)]  # type: ignore[attr-defined]
+    counters = [s[0] for s in stamps if s is not None]
+    assert len(counters) > 25 and counters == sorted(counters), "the avatar's face, in order"
+    edges = [t for t, f in collector.frames
+             if isinstance(f, BotStartedSpeakingFrame | BotStoppedSpeakingFrame)]
+    voice = [f for t, f in collector.frames
+             if isinstance(f, OutputAudioRawFrame) and edges[0] <= t <= edges[1]]
+    assert any(np.abs(np.frombuffer(f.audio, "<i2")).max() > 1000 for f in voice), "its voice"
+    assert emulator.emulator.registry.counts()["open"] == 0
 
 
 async def test_rgb_video_by_default_converted_natively(emulator: EmulatorServer,
@@ -337,15 +377,17 @@ class Microphone(FrameProcessor):
             await asyncio.sleep(0.02)
 
 
-async def test_barge_in_cuts_the_avatar_short(emulator: EmulatorServer, tmp_path: Path) -> None:
+@both_backends
+async def test_barge_in_cuts_the_avatar_short(emulator: EmulatorServer, tmp_path: Path,
+                                              backend: Backend) -> None:
     """The user speaks while the avatar does: the local VAD hears them and the transport
     interrupts the avatar at once, before HeyGen's own detection would."""
     wav = tmp_path / "interrupt.wav"
     speech_wav(wav, "Wait, stop, I have a question.")
     speech, rate, _ = read_wav(wav)
     long_text = "This is a long story that the user will not let the avatar finish. " * 4
-    client = api.HeyGenClient("barge-key-123456", base_url=emulator.base_url)
-    transport = HeyGenTransport(client=client)
+    transport = HeyGenTransport(api_key=backend.key, base_url=emulator.base_url,
+                                session_options=backend.brain())
     microphone = Microphone(rate)
 
     @transport.event_handler("on_session_started")
@@ -360,9 +402,8 @@ async def test_barge_in_cuts_the_avatar_short(emulator: EmulatorServer, tmp_path
     await run_until([microphone, silero_vad(), transport.output(), transport.input(), collector],
                     collector.until(lambda: collector.count(BotStoppedSpeakingFrame) >= 1),
                     "the avatar stopped speaking")
-    await client.aclose()
     session = next(iter(emulator.emulator.registry))
-    assert emulator.emulator.requests["/v1/streaming.interrupt"] == 1, "the barge-in"
+    assert backend.interrupts(emulator) == 1, "the barge-in"
     said = " ".join(f.text for f in collector.of(TTSTextFrame))  # type: ignore[attr-defined]
     assert long_text.startswith(said) and len(said) < len(long_text) / 2, "cut short"
     assert session.state.value == "stopped"
