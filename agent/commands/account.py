@@ -73,7 +73,8 @@ class InteractiveCatalogue(Catalogue):
         ledger = SessionLedger()
         # a process of ours was killed before it could stop these: stop them now
         notes = [f"stopped {r.session_id} (left open by process {r.pid}, which ended "
-                 f"without stopping it)" for r in await stop_left_behind(self.client, ledger)]
+                 f"without stopping it)" for r in await stop_left_behind(
+                     self.client, ledger, lambda r: self.client.stop_session(r.session_id))]
         if args.action == "stop":
             ids = ([s.session_id for s in await self.client.list_sessions()] if args.all
                    else [args.session_id])
@@ -106,15 +107,19 @@ class LiveAvatarCatalogue(Catalogue):
                      [[c.id, c.name] for c in await self.client.list_contexts()])
 
     async def sessions(self, args: argparse.Namespace) -> Table:
-        # LiveAvatar stops a session only with that session's own token, which is never
-        # kept on disk; what a killed process left ends at the 5-minute idle limit.
+        # LiveAvatar lists no sessions by key, and stops one only with that session's own
+        # token: what this machine knows is its local record, which keeps the token.
         if args.action == "stop":
             raise Unsupported("stopping by id (LiveAvatar stops a session only with its own "
-                              "session token; a session left open ends after 5 idle minutes)")
+                              "token; 'sessions' alone stops those a killed run left)")
         ledger = SessionLedger()
-        return Table("sessions left open by ended processes", ["SESSION ID", "PROCESS"], [
-            [r.session_id, str(r.pid)]
-            for r in ledger.left_behind(self.client.base_url, self.client.key_fingerprint)])
+        notes = [f"stopped {r.session_id} (left open by process {r.pid}, which ended "
+                 f"without stopping it)" for r in await stop_left_behind(
+                     self.client, ledger, self.client.stop_recorded)]
+        return Table("sessions of this key recorded here as open", ["SESSION ID", "PROCESS"], [
+            [r.session_id, str(r.pid)] for r in ledger.records()
+            if r.base_url == self.client.base_url and r.key == self.client.key_fingerprint],
+            notes)
 
 
 CATALOGUES: dict[str, tuple[type[RestClient], type[Catalogue]]] = {

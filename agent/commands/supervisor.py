@@ -160,8 +160,7 @@ class Supervisor:
         said = self.failures[:1]  # the first cause; what followed came of it
         if session.stop_error is not None:
             said.append(f"HeyGen session {session.session_id} may still be open (billed): "
-                        f"{session.stop_error}; end it with: heygen-agent sessions stop "
-                        f"{session.session_id}")
+                        f"{session.stop_error}; end it with: {session.end_command}")
         elif session.session_id is None and not self.signals and not said:
             said.append("the HeyGen session ended: not started")
         for line in said:

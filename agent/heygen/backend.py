@@ -34,7 +34,7 @@ from agent.heygen import events as ev
 from agent.heygen.api import HeyGenError, SessionStateError
 from agent.heygen.api.base import RestClient
 from agent.heygen.chunker import AudioChunker
-from agent.heygen.ledger import SessionLedger
+from agent.heygen.ledger import Record, SessionLedger, stop_left_behind
 from agent.heygen.pacing import Chunk, SpeechPacer
 from agent.heygen.protocol import ProtocolError
 
@@ -158,8 +158,16 @@ class AvatarSession(ABC):
         return []
 
     @abstractmethod
+    async def _stop_recorded(self, record: Record) -> None:
+        """Stop a session a killed process of this key left open, from its record."""
+
     async def _stop_left_behind(self) -> None:
-        """Stop what killed processes of this key left open (if the backend can)."""
+        if self._ledger is None:
+            return
+        for record in await stop_left_behind(self._root_client, self._ledger,
+                                             self._stop_recorded):
+            logger.warning(f"stopped HeyGen session {record.session_id}, left open by "
+                           f"process {record.pid} (it ended without stopping it)")
 
     def _on_participant(self, identity: str) -> None:
         """A participant joined the room (a backend waiting for the avatar hears it)."""
@@ -306,12 +314,18 @@ class AvatarSession(ABC):
                               f"{self.life.media_grace_s:g} s")
         await self._notify(self.listener.on_started(self))
 
-    def _created(self, session_id: str) -> None:
-        """The service created the session: from here on it must be stopped."""
+    @property
+    def end_command(self) -> str:
+        """The command that ends this session if its stop could not be confirmed."""
+        return f"heygen-agent sessions stop {self.session_id}"
+
+    def _created(self, session_id: str, stop_token: str = "") -> None:
+        """The service created the session: from here on it must be stopped. Where the
+        service stops a session only with its own token, ``stop_token`` is that token."""
         self.session_id = session_id
         if self._ledger is not None:
             self._ledger.add(session_id, self._root_client.base_url,
-                             self._root_client.key_fingerprint)
+                             self._root_client.key_fingerprint, stop_token)
 
     async def stop(self, reason: str = "stopped by client") -> None:
         """Close the connections and the room, then stop the session at the service;

@@ -11,6 +11,9 @@ One small JSON file per session in the state directory (``$HEYGEN_AGENT_STATE_DI
 temporary name and renamed, and removed by whoever confirms the stop: two processes never
 write the same file, so no lock is needed. The API key is never written: a record keeps a
 fingerprint of it (a SHA-256 prefix), so that only the key that created a session stops it.
+LiveAvatar stops a session only with that session's own token, so its records also keep
+that token (it can do nothing but act on that one session, and expires with it); the files
+are readable by their owner alone.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import json
 import os
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,7 +32,7 @@ from typing import TYPE_CHECKING
 from loguru import logger
 
 if TYPE_CHECKING:
-    from agent.heygen.api import HeyGenClient
+    from agent.heygen.api.base import RestClient
 
 ENV_STATE_DIR = "HEYGEN_AGENT_STATE_DIR"
 
@@ -54,6 +58,8 @@ class Record:
     pid: int
     host: str
     created_at: float
+    #: the session's own token, where the service stops a session only with it
+    stop_token: str = ""
 
     def owner_is_gone(self) -> bool:
         """The process that created it has ended (on this host; elsewhere we cannot tell,
@@ -75,14 +81,18 @@ class SessionLedger:
     def __init__(self, directory: Path | None = None) -> None:
         self.directory = (directory or state_dir()) / "sessions"
 
-    def add(self, session_id: str, base_url: str, key: str) -> None:
+    def add(self, session_id: str, base_url: str, key: str, stop_token: str = "") -> None:
         record = Record(session_id, base_url, key, os.getpid(), socket.gethostname(),
-                        time.time())
+                        time.time(), stop_token)
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             path = self._path(session_id)
             temporary = path.with_suffix(".tmp")
-            temporary.write_text(json.dumps(asdict(record)))
+            with contextlib.suppress(FileNotFoundError):
+                temporary.unlink()
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as out:
+                out.write(json.dumps(asdict(record)))
             os.replace(temporary, path)
         except OSError as exc:  # never a reason to fail the session itself
             logger.warning(f"cannot record HeyGen session {session_id} in {self.directory}: "
@@ -112,16 +122,18 @@ class SessionLedger:
         return self.directory / f"{safe}.json"
 
 
-async def stop_left_behind(client: HeyGenClient, ledger: SessionLedger) -> list[Record]:
-    """Stop the sessions that killed processes of ``client``'s key left open, as the local
-    record knows them; returns those now ended. Best effort: a stop that fails is logged
-    and its record kept for next time."""
+async def stop_left_behind(
+    client: RestClient, ledger: SessionLedger, stop: Callable[[Record], Awaitable[None]]
+) -> list[Record]:
+    """Stop, with ``stop``, the sessions that killed processes of ``client``'s key left
+    open, as the local record knows them; returns those now ended. Best effort: a stop
+    that fails is logged and its record kept for next time."""
     from agent.heygen.api import HeyGenError, SessionStateError  # the client imports us
 
     ended = []
     for record in ledger.left_behind(client.base_url, client.key_fingerprint):
         try:
-            await client.stop_session(record.session_id)
+            await stop(record)
         except SessionStateError:
             pass  # it had ended by itself (idle timeout)
         except HeyGenError as exc:

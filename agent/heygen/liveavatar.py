@@ -40,6 +40,7 @@ from agent.heygen.backend import (
     all_or_nothing,
     despite_cancel,
 )
+from agent.heygen.ledger import Record
 from agent.heygen.pacing import Chunk
 from agent.heygen.protocol import ProtocolError
 from agent.heygen.protocol.liveavatar import rest as la
@@ -149,11 +150,8 @@ class LiveAvatarSession(AvatarSession):
 
     # ------------------------------------------------------------------ the wire
 
-    async def _stop_left_behind(self) -> None:
-        # LiveAvatar stops a session only with its own session token, which is not kept
-        # on disk: what a killed process left ends at the 5-minute idle limit, and
-        # ``heygen-agent sessions`` lists it from the local record.
-        return None
+    async def _stop_recorded(self, record: Record) -> None:
+        await self._account.stop_recorded(record)
 
     async def _open(self) -> None:
         opts = self.options
@@ -162,7 +160,8 @@ class LiveAvatarSession(AvatarSession):
         token, cancelled = await despite_cancel(
             self._account.create_session_token(opts.request))
         self._view = self._account.with_session_token(token.session_token)
-        self._created(token.session_id)
+        # LiveAvatar stops a session only with its own token: the record keeps it.
+        self._created(token.session_id, token.session_token.get_secret_value())
         if cancelled:
             raise asyncio.CancelledError
         logger.info(f"LiveAvatar session {token.session_id} created ({opts.request.mode})")
@@ -210,6 +209,11 @@ class LiveAvatarSession(AvatarSession):
     def microphone_is_track(self) -> bool:
         return self.options.full
 
+    @property
+    def end_command(self) -> str:
+        # stopped from the local record, which keeps the session's token
+        return "heygen-agent sessions --backend liveavatar"
+
     async def _stop_at_service(self, session_id: str) -> None:
         assert self._view is not None  # set with the session id
         await self._view.stop_session(session_id, reason=self._stop_reason or None)
@@ -221,7 +225,14 @@ class LiveAvatarSession(AvatarSession):
     def _room_events(self, packet: rtc.DataPacket) -> list[ev.AvatarEvent]:
         if packet.topic != lar.TOPIC_AGENT_RESPONSE:
             return []
-        return self._events.from_room(lar.parse_event(packet.data))
+        event = lar.parse_event(packet.data)
+        if event.event_type == lar.SESSION_STOPPED and self.state is SessionState.RUNNING:
+            # LiveAvatar ended it (sandbox or duration limit, idle, credits): end ours too,
+            # so the pipeline ends instead of talking to no one.
+            why = event.stop_reason or "no reason given"
+            self._spawn(self.stop(reason=f"LiveAvatar ended the session ({why})"),
+                        "liveavatar-stop")
+        return self._events.from_room(event)
 
     async def keep_alive(self) -> None:
         self._require_running()

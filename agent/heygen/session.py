@@ -40,7 +40,7 @@ from agent.heygen.backend import (
     all_or_nothing,
     despite_cancel,
 )
-from agent.heygen.ledger import stop_left_behind
+from agent.heygen.ledger import Record
 from agent.heygen.pacing import Chunk
 from agent.heygen.protocol import ProtocolError
 from agent.heygen.protocol import interactive as ia
@@ -192,11 +192,8 @@ class HeyGenSession(AvatarSession):
 
     # ------------------------------------------------------------------ the wire
 
-    async def _stop_left_behind(self) -> None:
-        if self._ledger is not None:
-            for record in await stop_left_behind(self._heygen, self._ledger):
-                logger.warning(f"stopped HeyGen session {record.session_id}, left open by "
-                               f"process {record.pid} (it ended without stopping it)")
+    async def _stop_recorded(self, record: Record) -> None:
+        await self._heygen.stop_session(record.session_id)
 
     async def _open(self) -> None:
         opts = self.options

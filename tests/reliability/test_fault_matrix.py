@@ -28,6 +28,7 @@ from agent.emulator.faults import FaultSettings
 from agent.emulator.livekit_server import LiveKitServer
 from agent.emulator.server import EmulatorServer
 from agent.heygen.protocol import voice_chat as vc
+from agent.heygen.protocol.liveavatar import rest as la
 from tests.waiting import eventually, within
 
 pytestmark = pytest.mark.livekit
@@ -391,3 +392,121 @@ async def test_sigkill_is_cleaned_up_by_the_next_command(
     await finish(matrix, nxt, code, 0, None, f"sigkill-then-{next_}", "streaming", "SIGKILL",
                  f"left open; the next {next_} of the same key stops it")
 
+
+
+# ---------------------------------------------------------------- the LiveAvatar backend
+
+LA_KEY = "la-FAKE-matrix-key-2b8e4d"
+LA_TOKEN, LA_START, LA_STOP = la.TOKEN.path, la.START.path, la.STOP.path
+
+
+class LiveAvatarMatrix(Matrix):
+    """The same runs with ``heygen.backend: liveavatar`` (FULL mode, sandbox)."""
+
+    def write(self, *, session: str = "", processors: str = "", extra: str = "") -> Path:
+        path = self.directory / "agent.yaml"
+        path.write_text(
+            f"heygen:\n  backend: liveavatar\n  base_url: {self.emulator.base_url}\n"
+            f"  api_key: {LA_KEY}\n"
+            "  liveavatar: {mode: full, sandbox: true, stop_deadline_s: 2, media_grace_s: 1"
+            f"{', ' + session if session else ''}}}\n"
+            "input: {type: none}\noutputs: [{type: none}]\nvad: null\n"
+            f"{processors}{extra}logging: {{level: TRACE}}\n")
+        return path
+
+
+@pytest.fixture
+async def la_matrix(livekit_server: LiveKitServer, tmp_path: Path) -> AsyncIterator[Matrix]:
+    (tmp_path / "matrix_processors.py").write_text(PROCESSORS)
+    config = EmulatorConfig(livekit=livekit_server.settings, api_keys=frozenset({KEY}),
+                            liveavatar_api_keys=frozenset({LA_KEY}),
+                            expiry_check_interval_s=0.1)
+    async with EmulatorServer(config) as emulator:
+        yield LiveAvatarMatrix(emulator, tmp_path, secrets={LA_KEY})
+
+
+@pytest.mark.parametrize("step", ["token", "start", "streaming"])
+async def test_liveavatar_sigterm_at_a_step(la_matrix: Matrix, step: str) -> None:
+    path = {"token": LA_TOKEN, "start": LA_START, "streaming": ""}[step]
+    if path:
+        la_matrix.faults(latency_ms=500)
+        child = await la_matrix.run()
+        await la_matrix.reached(path)
+    else:
+        child = await la_matrix.run()
+        await child.read_until("LiveKit room joined")
+    child.signal(signal.SIGTERM)
+    code = await child.wait()
+    await finish(la_matrix, child, code, 0, None, f"liveavatar-SIGTERM-{step}", step,
+                 "SIGTERM (LiveAvatar)", "session stopped; the pipeline ends; exit 0")
+
+
+async def test_liveavatar_error_at_start_and_a_heygen_key(la_matrix: Matrix) -> None:
+    la_matrix.faults(fail_next={"status": 500, "path": LA_START, "message": "injected"})
+    child = await la_matrix.run("--for", "1")
+    code = await child.wait()
+    await finish(la_matrix, child, code, 1, rf"start failed: {LA_START}: HTTP 500.*injected",
+                 "liveavatar-http-500", "start", "HTTP 500 (LiveAvatar)",
+                 "one line with the service's status; the created session stopped; exit 1")
+    file = la_matrix.write().read_text().replace(LA_KEY, KEY)  # a HeyGen key, not LiveAvatar's
+    (la_matrix.directory / "heygen_key.yaml").write_text(file)
+    child = await la_matrix.run("--for", "1", file=la_matrix.directory / "heygen_key.yaml")
+    code = await child.wait()
+    await finish(la_matrix, child, code, 1, r"HTTP 401.*LIVEAVATAR_API_KEY",
+                 "liveavatar-heygen-key", "token", "a HeyGen key (LiveAvatar)",
+                 "one line: LiveAvatar takes its own key; exit 1")
+
+
+async def test_liveavatar_stop_that_keeps_failing_then_sessions_ends_it(
+    la_matrix: Matrix,
+) -> None:
+    la_matrix.faults(fail_next={"status": 503, "count": 1000, "path": LA_STOP})
+    child = await la_matrix.run("--for", "1")
+    code = await child.wait()
+    assert code == 1 and re.search(
+        r"may still be open \(billed\).*end it with: heygen-agent sessions --backend "
+        r"liveavatar", child.last_line), child.output[-3000:]
+    assert la_matrix.counts()["open"] == 1
+    la_matrix.faults(reset=True)
+    done = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "agent", "sessions", "--backend", "liveavatar",
+        "--base-url", la_matrix.emulator.base_url, "--api-key", LA_KEY, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    out, _ = await within(done.communicate(), "sessions ended")
+    assert "stopped" in out.decode(), out.decode()
+    await finish(la_matrix, child, code, 1, None, "liveavatar-stop-fails", "stopping",
+                 "HTTP 503 on every stop (LiveAvatar)",
+                 "exit 1 with the session id and the command that ends it")
+
+
+async def test_liveavatar_sigkill_is_cleaned_up_by_the_next_run(
+    la_matrix: Matrix, state_dir: Path
+) -> None:
+    child = await la_matrix.run()
+    await child.read_until("LiveKit room joined")
+    child.signal(signal.SIGKILL)
+    await child.wait()
+    assert la_matrix.counts()["open"] == 1, "killed: its session is still open (and billed)"
+    (record,) = records(state_dir)
+    assert LA_KEY not in record, "a fingerprint, never the key"
+    nxt = await la_matrix.run("--for", "1")
+    code = await nxt.wait()
+    assert "left open by process" in nxt.output
+    assert records(state_dir) == []
+    await finish(la_matrix, nxt, code, 0, None, "liveavatar-sigkill-then-run", "streaming",
+                 "SIGKILL (LiveAvatar)", "left open; the next run of the same key stops it")
+
+
+async def test_liveavatar_sandbox_ends_the_session(
+    livekit_server: LiveKitServer, tmp_path: Path
+) -> None:
+    config = EmulatorConfig(livekit=livekit_server.settings,
+                            liveavatar_api_keys=frozenset({LA_KEY}),
+                            liveavatar_sandbox_duration_s=3.0, expiry_check_interval_s=0.1)
+    async with EmulatorServer(config) as emulator:
+        matrix = LiveAvatarMatrix(emulator, tmp_path, secrets={LA_KEY})
+        child = await matrix.run()
+        code = await child.wait()
+        await finish(matrix, child, code, 1, r"session ended: LiveAvatar ended the session",
+                     "liveavatar-sandbox", "streaming", "sandbox time limit (LiveAvatar)",
+                     "the session is stopped here too; exit 1")

@@ -24,9 +24,11 @@ from agent.heygen.api.base import RestClient
 from agent.heygen.api.errors import (
     APIError,
     AuthenticationError,
+    ConfigurationError,
     InvalidResponseError,
     WrongServiceKeyError,
 )
+from agent.heygen.ledger import Record
 from agent.heygen.protocol._rest import Endpoint
 from agent.heygen.protocol.liveavatar import rest as la
 from agent.heygen.settings import HEYGEN, LIVEAVATAR, Service, resolve_api_key
@@ -80,6 +82,16 @@ class LiveAvatarClient(RestClient):
     async def keep_alive(self) -> None:
         """Counts as activity: restarts the session's 5-minute idle timer."""
         await self._send(la.KEEP_ALIVE, None)
+
+    async def stop_recorded(self, record: Record) -> None:
+        """Stop a session a killed process left open, with the session token its local
+        record keeps (LiveAvatar stops a session only with its own token)."""
+        if not record.stop_token:
+            raise ConfigurationError(
+                f"LiveAvatar session {record.session_id}: its record has no session token to "
+                "stop it with (it ends after 5 idle minutes)")
+        view = self.with_session_token(record.stop_token)
+        await view.stop_session(record.session_id, reason="left open by a process that ended")
 
     # ------------------------------------------------------------------ catalogue
 
