@@ -276,3 +276,42 @@ def test_ctrl_c_while_the_command_loads_is_an_exit_code_not_a_traceback(
     assert capsys.readouterr().err == ""
     loaded_at_top = {"account", "emulate", "run", "logger"} & set(vars(cli))
     assert not loaded_at_top, "nothing but the standard library at the CLI's top"
+
+
+@pytest.mark.livekit
+@pytest.mark.parametrize("backend", ["interactive", "liveavatar"])
+async def test_own_brain_demo_yaml_runs_end_to_end(
+    livekit_server: LiveKitServer, tmp_path: Path, backend: str
+) -> None:
+    """config/own_brain_demo.yaml as shipped (and with backend: liveavatar): offline STT,
+    LLM and TTS, the avatar lip-syncing the TTS, the transcript showing both sides."""
+    wav = tmp_path / "q.wav"
+    speech_wav(wav, "Hello avatar, can you hear me?")
+    text = (ROOT / "config" / "own_brain_demo.yaml").read_text()
+    if backend == "liveavatar":
+        start, end = text.index("  session:\n"), text.index("input:")
+        text = text[:start].replace("heygen:\n", "heygen:\n  backend: liveavatar\n") + (
+            "  liveavatar:\n    sandbox: true\n") + text[end:]
+    (tmp_path / "config").mkdir()
+    config = tmp_path / "config" / "own_brain_demo.yaml"
+    config.write_text(text)
+    transcript = tmp_path / "recordings" / "own-brain-transcript.jsonl"
+
+    def lines() -> list[dict[str, str]]:
+        raw = transcript.read_text().splitlines() if transcript.exists() else []
+        return [json.loads(line) for line in raw]
+
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "agent", "run", str(config), "--input-wav", str(wav),
+        "--no-status", cwd=ROOT, env={**os.environ, "LIVEKIT_SERVER": livekit_server.binary},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    await eventually(lambda: any(line["who"] == "avatar" for line in lines()),
+                     "the own-brain avatar answered", 60)
+    process.send_signal(signal.SIGINT)
+    _, raw = await within(process.communicate(), "the run ended after Ctrl-C")
+    err = raw.decode()
+    assert process.returncode == 0 and "Traceback" not in err, err[-3000:]
+    said = [(line["who"], line["text"]) for line in lines()]
+    assert said[0][0] == "user" and said[0][1].endswith(" seconds of speech)"), said
+    assert said[1] == ("avatar", "I heard you. I am a stand-in brain, so I know how long "
+                                 "you spoke, not what you said."), said

@@ -56,3 +56,15 @@ def test_every_bad_argument_is_reported() -> None:
     with pytest.raises(RegistryError) as caught:
         spec("examples.keyword_alert:KeywordAlert", {"keywords": 3, "extra": 1})
     assert [k for k, _ in caught.value.problems] == ["keywords", "extra"]
+
+
+def test_a_pipecat_service_whose_types_pipecat_leaves_undefined_is_checked_not_a_traceback(
+) -> None:
+    """Pipecat's LLM services take settings whose annotations name types Pipecat never
+    defines at run time; their arguments are still checked (those fields take anything)."""
+    found = spec("pipecat.services.openai.llm:OpenAILLMService",
+                 {"api_key": "sk-test", "model": "gpt-4o-mini"})
+    assert found.args == {"api_key": "sk-test", "model": "gpt-4o-mini"}
+    with pytest.raises(RegistryError) as caught:
+        spec("pipecat.services.openai.llm:OpenAILLMService", {"api_kye": "sk-test"})
+    assert "did you mean 'api_key'" in str(caught.value.problems)

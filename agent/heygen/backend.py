@@ -25,7 +25,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 from livekit import rtc
 from loguru import logger
@@ -85,6 +85,12 @@ class LifeOptions:
         raise NotImplementedError(f"{type(self).__name__} names no backend")
 
     def new_session(self, client: RestClient, listener: SessionListener) -> AvatarSession:
+        raise NotImplementedError(f"{type(self).__name__} names no backend")
+
+    def for_own_brain(self, face: Literal["lipsync", "text"]) -> Self:
+        """These options for a bot with its own STT and LLM, HeyGen being its face:
+        ``lipsync`` (the bot's TTS audio drives the avatar) or ``text`` (HeyGen's voice
+        says the bot's text); HeyGen's brain stays out of it."""
         raise NotImplementedError(f"{type(self).__name__} names no backend")
 
 

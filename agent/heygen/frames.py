@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
@@ -42,6 +43,8 @@ from pipecat.frames.frames import (
 
 from agent.heygen import events as ev
 from agent.heygen.protocol import interactive as ia
+
+T = TypeVar("T", bound=TextFrame)
 
 #: The ``user_id`` on transcription frames of what HeyGen heard the user say.
 USER_ID = "user"
@@ -83,6 +86,13 @@ class HeyGenSpeakFrame(DataFrame):
     task_type: ia.TaskType = ia.TaskType.REPEAT
 
 
+def said(frame: T) -> T:
+    """A frame telling what the avatar said: for transcripts and viewers, never for an
+    LLM's context (the bot's own LLM frames are what its context records)."""
+    frame.append_to_context = False
+    return frame
+
+
 def frames_for_event(event: ev.AvatarEvent) -> list[Frame]:
     """The frames that say ``event`` in a pipeline (none for an empty transcript)."""
     match event:
@@ -101,9 +111,9 @@ def frames_for_event(event: ev.AvatarEvent) -> list[Frame]:
         case ev.AvatarStoppedSpeaking():
             return [BotStoppedSpeakingFrame()]
         case ev.AvatarWords(text=text):
-            return [TTSTextFrame(text, text_type="word")] if text else []
+            return [said(TTSTextFrame(text, text_type="word"))] if text else []
         case ev.AvatarTranscript(text=text, task_id=task_id):
-            return [HeyGenAvatarTranscriptFrame(text, task_id=task_id)] if text else []
+            return [said(HeyGenAvatarTranscriptFrame(text, task_id=task_id))] if text else []
     return [HeyGenEventFrame(event=event.raw)]
 
 

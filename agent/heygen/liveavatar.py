@@ -20,8 +20,10 @@ same for either backend and mode.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import websockets
 from livekit import rtc
@@ -67,11 +69,20 @@ class LiveAvatarOptions(LifeOptions):
                                                 is_sandbox=True))
     #: FULL mode: how long to wait for the avatar to join the room.
     avatar_timeout_s: float = 30.0
+    #: FULL mode: publish the user's microphone for HeyGen's brain to hear.
+    microphone: bool = True
     keep_alive_interval_s: float | None = las.KEEP_ALIVE_INTERVAL_S
 
     @property
     def full(self) -> bool:
         return self.request.mode == "FULL"
+
+    def for_own_brain(self, face: Literal["lipsync", "text"]) -> LiveAvatarOptions:
+        # lipsync: LITE, the bot's audio on the socket; text: FULL for HeyGen's voice, with
+        # no microphone, so that HeyGen's brain does not answer the user as well.
+        mode = la.Mode.LITE if face == "lipsync" else la.Mode.FULL
+        request = self.request.model_copy(update={"mode": mode})
+        return dataclasses.replace(self, request=request, microphone=False)
 
     def open_client(self, api_key: str | None, base_url: str | None) -> LiveAvatarClient:
         return LiveAvatarClient(api_key, base_url=base_url)
@@ -176,7 +187,8 @@ class LiveAvatarSession(AvatarSession):
             await all_or_nothing(connects)
         if opts.full:
             await self._wait_for_avatar()
-            await self._publish_microphone(MICROPHONE_RATE)
+            if opts.microphone:
+                await self._publish_microphone(MICROPHONE_RATE)
         elif self._ws is not None:
             self._spawn(self._read_socket(), "liveavatar-socket")
             try:
@@ -207,7 +219,7 @@ class LiveAvatarSession(AvatarSession):
 
     @property
     def microphone_is_track(self) -> bool:
-        return self.options.full
+        return self.options.full and self.options.microphone
 
     @property
     def end_command(self) -> str:

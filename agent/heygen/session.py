@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import websockets
 from livekit import rtc
@@ -104,6 +106,10 @@ class SessionOptions(LifeOptions):
             raise TypeError(f"an Interactive session needs a HeyGenClient, not "
                             f"{type(client).__name__}")
         return HeyGenSession(client, self, listener)
+
+    def for_own_brain(self, face: Literal["lipsync", "text"]) -> SessionOptions:
+        # No voice chat: HeyGen's brain must not answer the user as well.
+        return dataclasses.replace(self, voice_chat=False, realtime=face == "lipsync")
 
     @property
     def voice_over_livekit(self) -> bool:

@@ -36,19 +36,30 @@ from pipecat.frames.frames import (
     OutputImageRawFrame,
     StartFrame,
     TextFrame,
+    TranscriptionFrame,
     TTSAudioRawFrame,
     TTSStoppedFrame,
+    TTSTextFrame,
     VADUserStartedSpeakingFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.transports.base_transport import BaseTransport
+from pipecat.utils.time import time_now_iso8601
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.heygen import events as ev
 from agent.heygen.api.base import RestClient
 from agent.heygen.backend import AvatarSession, LifeOptions, SessionListener, SessionState
+from agent.heygen.events import join_words
 from agent.heygen.frame_queue import DropOldestQueue
-from agent.heygen.frames import I420, HeyGenSpeakFrame, frames_for_event
+from agent.heygen.frames import (
+    I420,
+    USER_ID,
+    HeyGenAvatarTranscriptFrame,
+    HeyGenSpeakFrame,
+    frames_for_event,
+    said,
+)
 from agent.heygen.protocol import interactive as ia
 from agent.heygen.sentences import SentenceSplitter
 from agent.heygen.session import SessionOptions
@@ -140,6 +151,8 @@ class HeyGenTransport(BaseTransport):
         self._media_tasks: set[asyncio.Task[None]] = set()
         self.avatar_speaking = False
         self.video_frames = 0
+        #: lip-sync: the texts of the bot's utterances sent to the avatar, not yet said
+        self._utterances: deque[str] = deque()
         for event in EVENTS:
             self._register_event_handler(event)
 
@@ -160,6 +173,15 @@ class HeyGenTransport(BaseTransport):
 
     async def interrupt(self) -> None:
         await self.session.interrupt()
+
+    async def user_said(self, text: str) -> None:
+        """With your own STT: what the user said, told downstream of ``input()`` as HeyGen's
+        own transcripts are (a TranscriptionFrame and ``on_user_transcript``), so that
+        transcripts and viewers after the avatar show both sides whichever brain runs."""
+        if text.strip():
+            await self._input.push_frame(TranscriptionFrame(text, USER_ID, time_now_iso8601(),
+                                                            finalized=True))
+            await self._call_event_handler("on_user_transcript", text)
 
     async def push_to_talk(self, talking: bool) -> None:
         """Start or end the user's turn (sessions created with push-to-talk)."""
@@ -309,6 +331,11 @@ class _Listener(SessionListener):
             case ev.AvatarStoppedSpeaking():
                 t.avatar_speaking = False
                 await t._call_event_handler("on_avatar_stopped_speaking")
+                if t.session.takes_audio and t._utterances:
+                    # Lip-sync: HeyGen knows only audio; the bot's TTS said the words.
+                    text = t._utterances.popleft()
+                    await t._input.push_frame(said(HeyGenAvatarTranscriptFrame(text)))
+                    await t._call_event_handler("on_avatar_transcript", text)
             case ev.AvatarTranscript(text=text):
                 await t._call_event_handler("on_avatar_transcript", text)
             case ev.UserTranscript(text=text):
@@ -372,6 +399,7 @@ class HeyGenOutput(FrameProcessor):
         self._speech_backlog: deque[TTSAudioRawFrame | TTSStoppedFrame] = deque()
         self._sentences = SentenceSplitter()
         self._warned: set[str] = set()
+        self._words: list[str] = []  # the bot's TTS words of the utterance being spoken
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
@@ -410,7 +438,15 @@ class HeyGenOutput(FrameProcessor):
             return False
         if isinstance(frame, InterruptionFrame):
             self._sentences.clear()
+            self._words.clear()
+            t._utterances.clear()
+        if t.session.takes_audio and isinstance(frame, TTSTextFrame):
+            self._words.append(frame.text)  # what the avatar will say: its transcript
+            return False
         if t.session.takes_audio and isinstance(frame, TTSAudioRawFrame | TTSStoppedFrame):
+            if isinstance(frame, TTSStoppedFrame) and self._words:
+                t._utterances.append(join_words(self._words))
+                self._words.clear()
             # Own brain: the bot's TTS is what the avatar says, lip-synced; its voice comes
             # back from input() with the video, so the raw TTS audio goes no further.
             await self._speak(frame)

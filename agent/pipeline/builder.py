@@ -7,7 +7,11 @@ The order is fixed by what flows where::
 
 Processors go after the transport's input (they see the avatar's frames and HeyGen's
 transcripts) unless their class says ``placement = "before_heygen"`` (a greeting, a
-filter on the user's audio).
+filter on the user's audio). With a ``brain:`` (your own STT, LLM and TTS), HeyGen is
+only the face::
+
+    input → VAD → STT → user context → LLM → [TTS] → heygen.output() → heygen.input()
+          → [processors] → outputs → assistant context
 """
 
 from __future__ import annotations
@@ -18,7 +22,18 @@ from typing import Any
 
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.processors.aggregators.llm_response_universal import (
+    LLMContextAggregatorPair,
+    LLMUserAggregatorParams,
+)
 from pipecat.processors.frame_processor import FrameProcessor
+from pipecat.turns.user_start import (
+    TranscriptionUserTurnStartStrategy,
+    VADUserTurnStartStrategy,
+)
+from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy
+from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
 from agent.heygen.api.base import RestClient
 from agent.heygen.transport import HeyGenParams, HeyGenTransport
@@ -65,7 +80,7 @@ def build(
     A processor whose constructor raises is a one-line :class:`ConfigError`."""
     heygen = file.heygen
     key = api_key or (heygen.api_key.get_secret_value() if heygen.api_key else None)
-    options = heygen.session_options()
+    options = heygen.session_options(brain=file.brain.face if file.brain else None)
     client = options.open_client(key, base_url or heygen.base_url)
     params = HeyGenParams.model_validate(file.video.model_dump()) if file.video else HeyGenParams()
     if params.video_format == "auto":
@@ -89,8 +104,31 @@ def build(
             before.append(silero_vad(file.vad))
 
     after: list[FrameProcessor] = []
-    built = []
-    for processor_spec in specs:
+    brain = {s.role: s.build() for s in specs if s.role}
+    assistant: FrameProcessor | None = None
+    if file.brain is not None:
+        # STT → the user's turn into the context → LLM (→ TTS) → HeyGen as the face; the
+        # assistant's side of the context hears what was said after the avatar said it.
+        system = file.brain.system_prompt
+        context = LLMContext([{"role": "system", "content": system}] if system else None)
+        turns = UserTurnStrategies(
+            start=[VADUserTurnStartStrategy(), TranscriptionUserTurnStartStrategy()],
+            stop=[SpeechTimeoutUserTurnStopStrategy()])  # no turn model to load
+        pair = LLMContextAggregatorPair(
+            context, user_params=LLMUserAggregatorParams(user_turn_strategies=turns))
+        user = pair.user()
+
+        async def _told(_aggregator: Any, _strategy: Any, message: Any) -> None:
+            # the aggregator keeps the user's words for the LLM: tell the rest too
+            await transport.user_said(getattr(message, "content", None) or "")
+
+        user.add_event_handler("on_user_turn_stopped", _told)
+        before += [brain["stt"], user, brain["llm"]]
+        if "tts" in brain:
+            before.append(brain["tts"])
+        assistant = pair.assistant()
+    built = list(brain.values())
+    for processor_spec in (s for s in specs if not s.role):
         processor = processor_spec.build()
         built.append(processor)
         if getattr(processor_spec.cls, "placement", None) == BEFORE_HEYGEN:
@@ -115,7 +153,10 @@ def build(
         else:
             after.append(NullSink())
 
-    pipeline = Pipeline([*before, transport.output(), transport.input(), *after])
+    # The assistant's context takes the bot's text out of the pipeline: last, so that
+    # processors and outputs (the transcript, the viewer) see it first.
+    last = [assistant] if assistant is not None else []
+    pipeline = Pipeline([*before, transport.output(), transport.input(), *after, *last])
     worker = PipelineWorker(
         pipeline,
         params=PipelineParams(enable_metrics=file.logging.metrics),

@@ -151,17 +151,24 @@ def _load(
     if resolve_processors:
         # Checked even when the rest of the file is wrong: one pass shows every problem.
         entries = file.processors if file is not None else _alone(data, "processors", [])
+        named: list[tuple[Path_, str, Any]] = [
+            (("processors", index), "", entry) for index, entry in enumerate(entries)]
+        brain = file.brain if file is not None else None
+        for role in ("stt", "llm", "tts"):
+            entry = getattr(brain, role, None)
+            if entry is not None:
+                named.append((("brain", role), role, entry))
         base_dir = path.resolve().parent
-        for index, entry in enumerate(entries):
-            line, column = marks.at(("processors", index, "name"))
-            origin = Problem(name, line, column, f"processors[{index}].name", "")
+        for at, role, entry in named:
+            line, column = marks.at((*at, "name"))
+            origin = Problem(name, line, column, _display((*at, "name")), "")
             try:
                 found = spec(entry.name, entry.args)
-                specs.append(replace(_with_paths_from(found, base_dir), origin=origin))
+                specs.append(replace(_with_paths_from(found, base_dir), origin=origin,
+                                     role=role))
             except RegistryError as exc:
                 for key, message in exc.problems:
-                    where: Path_ = ("processors", index, "args", key) if key else (
-                        "processors", index, "name")
+                    where: Path_ = (*at, "args", key) if key else (*at, "name")
                     line, column = marks.at(where, key=key is not None)
                     problems.append(Problem(name, line, column, _display(where), message))
     source = file.input if file is not None else _alone(data, "input", None)

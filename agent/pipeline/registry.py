@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pipecat.processors.frame_processor import FrameProcessor
-from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, PydanticUserError, ValidationError, create_model
 
 from agent.pipeline.errors import ConfigError, Problem, did_you_mean
 
@@ -31,6 +31,10 @@ BUILTINS: dict[str, str] = {
     "transcript_logger": "agent.processors.transcript_logger:TranscriptLogger",
     "latency_probe": "agent.processors.latency_probe:LatencyProbe",
     "greeting": "agent.processors.greeting:Greeting",
+    # offline stand-ins for a brain: no key, no network
+    "speech_length_stt": "agent.brains.speech_length_stt:SpeechLengthSTTService",
+    "scripted_llm": "agent.brains.scripted_llm:ScriptedLLMService",
+    "espeak_tts": "agent.brains.espeak_tts:EspeakTTSService",
 }
 
 
@@ -54,6 +58,8 @@ class ProcessorSpec:
     cls: type[FrameProcessor]
     args: dict[str, Any]
     origin: Problem | None = None
+    #: where the file put it: a processor (""), or the brain's "stt", "llm" or "tts"
+    role: str = ""
 
     def build(self) -> FrameProcessor:
         """The processor; a constructor that raises is a :class:`ConfigError` of one line
@@ -112,17 +118,42 @@ def _check_class(obj: Any, name: str) -> type[FrameProcessor]:
 def arguments_model(cls: type[FrameProcessor]) -> type[BaseModel]:
     """A pydantic model of ``cls.__init__``'s keyword arguments (its own or the one it
     inherits); ``Any`` where a parameter is untyped or its type cannot be resolved."""
-    init = cls.__init__
     fields: dict[str, Any] = {}
-    for parameter in list(inspect.signature(init).parameters.values())[1:]:
-        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+    # An ``__init__`` that takes ``**kwargs`` passes them up (Pipecat's services pass
+    # ``api_key`` to their base class): its bases' parameters are its parameters too.
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
             continue
-        default = ... if parameter.default is inspect.Parameter.empty else parameter.default
-        fields[parameter.name] = (_resolved(parameter.annotation, init), default)
+        parameters = list(inspect.signature(init).parameters.values())[1:]
+        for parameter in parameters:
+            if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+                continue
+            if parameter.name in fields:
+                continue  # the subclass's own say wins
+            default = ... if parameter.default is inspect.Parameter.empty else parameter.default
+            fields[parameter.name] = (_resolved(parameter.annotation, init), default)
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            break
     config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
-    return create_model(
-        f"{cls.__name__}Arguments", __config__=config, **fields
-    )
+    name = f"{cls.__name__}Arguments"
+    model = create_model(name, __config__=config, **fields)
+    if _complete(model):
+        return model
+    # A type that names types its library never defines at run time (Pipecat's service
+    # settings do): such a parameter takes anything, the others are still checked.
+    for key, (annotation, default) in list(fields.items()):
+        alone: dict[str, Any] = {key: (annotation, default)}
+        if not _complete(create_model(f"{name}_{key}", __config__=config, **alone)):
+            fields[key] = (Any, default)
+    return create_model(name, __config__=config, **fields)
+
+
+def _complete(model: type[BaseModel]) -> bool:
+    try:
+        return model.model_rebuild(raise_errors=True) is not False
+    except (PydanticUserError, NameError, TypeError):
+        return False
 
 
 def _resolved(annotation: Any, function: Any) -> Any:

@@ -134,15 +134,17 @@ class HeyGenSection(_Strict):
                              "liveavatar' write 'liveavatar:'")
         return self
 
-    def session_options(self) -> LifeOptions:
-        """The options of the chosen backend (they know its client and session)."""
+    def session_options(self, brain: Literal["lipsync", "text"] | None = None) -> LifeOptions:
+        """The options of the chosen backend (they know its client and session), for
+        your own ``brain`` if there is one."""
         sections: dict[str, _LifeSettings] = {
             "interactive": self.session,
             "liveavatar": self.liveavatar or LiveAvatarSettings(sandbox=True),
         }
         chosen = sections[self.backend]
         assert isinstance(chosen, SessionSettings | LiveAvatarSettings)
-        return chosen.options()
+        options = chosen.options()
+        return options.for_own_brain(brain) if brain is not None else options
 
 
 class MicrophoneInput(_Strict):
@@ -169,6 +171,32 @@ class ProcessorEntry(_Strict):
     #: A built-in short name, ``module:Class``, or an entry-point name.
     name: str = Field(min_length=1)
     args: dict[str, object] = Field(default_factory=dict)
+
+
+class BrainSection(_Strict):
+    """Your own brain: Pipecat services named by ``module:Class`` (or a built-in name)
+    with their arguments, wired between Pipecat's context aggregators. HeyGen is then
+    only the face: with a ``tts`` it lip-syncs your TTS's audio; without one, HeyGen's
+    voice says your LLM's text."""
+
+    #: speech-to-text, e.g. pipecat.services.openai.stt:OpenAISTTService
+    stt: ProcessorEntry
+    #: the LLM, e.g. pipecat.services.openai.llm:OpenAILLMService
+    llm: ProcessorEntry
+    #: the LLM's instructions: the system message of its context
+    system_prompt: str | None = None
+    #: text-to-speech, e.g. pipecat.services.cartesia.tts:CartesiaTTSService
+    tts: ProcessorEntry | None = None
+
+    @property
+    def face(self) -> Literal["lipsync", "text"]:
+        return "lipsync" if self.tts is not None else "text"
+
+    @field_validator("stt", "llm", "tts", mode="before")
+    @classmethod
+    def _bare_name(cls, value: object) -> object:
+        """``stt: speech_length_stt`` is short for ``stt: {name: speech_length_stt}``."""
+        return {"name": value} if isinstance(value, str) else value
 
 
 class SpeakerOutput(_Strict):
@@ -211,6 +239,7 @@ class PipelineFile(_Strict):
     input: Input = Field(default_factory=lambda: MicrophoneInput(type="microphone"))
     vad: VADSettings | None = Field(default_factory=VADSettings)
     processors: list[ProcessorEntry] = Field(default_factory=list)
+    brain: BrainSection | None = None
     outputs: list[Output] = Field(default_factory=lambda: [_default_output()])
     video: HeyGenParams | None = None
     logging: LoggingSection = Field(default_factory=LoggingSection)
