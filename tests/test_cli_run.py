@@ -315,3 +315,31 @@ async def test_own_brain_demo_yaml_runs_end_to_end(
     assert said[0][0] == "user" and said[0][1].endswith(" seconds of speech)"), said
     assert said[1] == ("avatar", "I heard you. I am a stand-in brain, so I know how long "
                                  "you spoke, not what you said."), said
+
+
+@pytest.mark.livekit
+@pytest.mark.parametrize("backend", ["interactive", "liveavatar"])
+async def test_face_for_my_bot_example_runs_against_the_emulator(
+    livekit_server: LiveKitServer, tmp_path: Path, backend: str
+) -> None:
+    """examples/face_for_my_bot.py exactly as its docstring runs it: the bot's own STT,
+    LLM and TTS, HeyGen's avatar lip-syncing the TTS into the bot's own recorder."""
+    wav = tmp_path / "q.wav"
+    speech_wav(wav, "Hello, can you hear me?")
+    env = {"HEYGEN_BASE_URL": "", "LIVEAVATAR_BASE_URL": "", "HEYGEN_API_KEY": "any",
+           "LIVEAVATAR_API_KEY": "any-liveavatar-key"}
+    async with EmulatorServer(EmulatorConfig(livekit=livekit_server.settings)) as emulator:
+        env["HEYGEN_BASE_URL"] = env["LIVEAVATAR_BASE_URL"] = emulator.base_url
+        flags = ["--liveavatar"] if backend == "liveavatar" else []
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "examples/face_for_my_bot.py", str(wav), str(tmp_path / "f.mp4"),
+            *flags, cwd=ROOT, env={**without_pythonpath(), **env},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await within(process.communicate(), "the example ended", 90)
+        assert process.returncode == 0, err.decode()[-2000:]
+        assert emulator.emulator.registry.counts()["open"] == 0
+    lines = out.decode().splitlines()
+    assert lines[0].startswith("user: (") and lines[0].endswith("seconds of speech)"), lines
+    assert lines[1] == "avatar: I heard you, and I answer with my own brain.", lines
+    with av.open(str(tmp_path / "f.mp4")) as container:
+        assert container.streams.video and container.streams.audio, "the avatar's face and voice"
