@@ -1,6 +1,6 @@
 """HeyGen streaming avatars for Pipecat: what a user imports.
 
-``from agent.heygen import HeyGenTransport, SessionOptions, NewSessionRequest``. Names load
+``from agent.heygen import HeyGenTransport, SessionOptions, LiveAvatarOptions``. Names load
 on first use (PEP 562): ``agent.heygen.api`` alone, as the account commands use it, must not
 pull in Pipecat and LiveKit.
 """
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     )
     from agent.heygen.backend import AvatarSession, LifeOptions
     from agent.heygen.frames import HeyGenAvatarTranscriptFrame, HeyGenSpeakFrame
+    from agent.heygen.liveavatar import LiveAvatarOptions, LiveAvatarSession
     from agent.heygen.protocol.interactive import NewSessionRequest, TaskMode, TaskType
     from agent.heygen.session import (
         HeyGenSession,
@@ -39,6 +40,7 @@ _WHERE = {
                          "HeyGenClient", "HeyGenError", "LiveAvatarClient", "RateLimitError",
                          "SessionStateError", "WrongServiceKeyError"],
     "agent.heygen.backend": ["AvatarSession", "LifeOptions"],
+    "agent.heygen.liveavatar": ["LiveAvatarOptions", "LiveAvatarSession"],
     "agent.heygen.frames": ["HeyGenAvatarTranscriptFrame", "HeyGenSpeakFrame"],
     "agent.heygen.protocol.interactive": ["NewSessionRequest", "TaskMode", "TaskType"],
     "agent.heygen.session": ["HeyGenSession", "SessionAborted", "SessionListener",
@@ -61,6 +63,8 @@ __all__ = [
     "HeyGenTransport",
     "LifeOptions",
     "LiveAvatarClient",
+    "LiveAvatarOptions",
+    "LiveAvatarSession",
     "NewSessionRequest",
     "RateLimitError",
     "SessionAborted",
