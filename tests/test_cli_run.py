@@ -343,3 +343,30 @@ async def test_face_for_my_bot_example_runs_against_the_emulator(
     assert lines[1] == "avatar: I heard you, and I answer with my own brain.", lines
     with av.open(str(tmp_path / "f.mp4")) as container:
         assert container.streams.video and container.streams.audio, "the avatar's face and voice"
+
+
+async def test_validate_check_key_says_which_api_a_refused_key_is_for(tmp_path: Path) -> None:
+    async with EmulatorServer(EmulatorConfig()) as server:
+        def write(backend: str, key: str) -> Path:
+            section = ("  backend: liveavatar\n  liveavatar: {sandbox: true}\n"
+                       if backend == "liveavatar" else "  session: {avatar_name: Anna}\n")
+            path = tmp_path / f"{backend}.yaml"
+            path.write_text(f"heygen:\n  base_url: {server.base_url}\n  api_key: {key}\n"
+                            f"{section}input: {{type: none}}\noutputs: [{{type: none}}]\n")
+            return path
+
+        code, out, _ = await heygen_agent("validate", "--check-key",
+                                          str(write("liveavatar", "la-key-0001")))
+        assert code == 0 and "liveavatar key: accepted" in out
+        # a HeyGen key where LiveAvatar's is needed
+        code, _, err = await heygen_agent("validate", "--check-key",
+                                          str(write("liveavatar", "emulator-key")))
+        assert code == 1 and len(err.strip().splitlines()) == 1
+        assert "HeyGen API key" in err and "LIVEAVATAR_API_KEY" in err
+        # the reverse: the LiveAvatar key (from LIVEAVATAR_API_KEY) in an Interactive file
+        la_key = "emulator-liveavatar-key"  # the emulator knows it for a LiveAvatar key
+        code, _, err = await heygen_agent(
+            "validate", "--check-key", str(write("interactive", la_key)),
+            env={"LIVEAVATAR_API_KEY": la_key})
+        assert code == 1 and "this is the key in LIVEAVATAR_API_KEY" in err
+        assert "heygen.backend: liveavatar" in err and la_key not in err

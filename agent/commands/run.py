@@ -44,6 +44,10 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "arguments, input files) without connecting to HeyGen: every problem is one line "
         "naming file:line:column and the field. Exit 0 when valid, 3 when not.")
     check.add_argument("file", type=Path, help="a pipeline file, e.g. config/demo.yaml")
+    check.add_argument("--check-key", action="store_true",
+                       help="also ask the API whether it takes the file's key (one listing, "
+                       "nothing billed); a HeyGen key given to LiveAvatar, or the reverse, "
+                       "is said as such")
     check.set_defaults(handler=validate_command)
 
 
@@ -76,9 +80,30 @@ def validate_command(args: argparse.Namespace) -> int:
     if problems:
         print("\n".join(problems), file=sys.stderr)
         return EXIT_CONFIG
-    names = ", ".join(s.name for s in specs) or "none"
+    names = ", ".join(s.name for s in specs if not s.role) or "none"
+    brain = ", ".join(f"{s.role} {s.name}" for s in specs if s.role)
     outputs = ", ".join(o.type for o in file.outputs) or "none"
-    print(f"{args.file}: ok (input {file.input.type}; processors {names}; outputs {outputs})")
+    print(f"{args.file}: ok ({file.heygen.backend}; input {file.input.type}; "
+          f"processors {names}; {f'brain {brain}; ' if brain else ''}outputs {outputs})")
+    if args.check_key:
+        return asyncio.run(_check_key(file))
+    return EXIT_OK
+
+
+async def _check_key(file: PipelineFile) -> int:
+    """One listing with the file's key: a refused key is one line that says which API
+    the key is for, before anything is billed."""
+    from agent.heygen.api import HeyGenError
+
+    heygen = file.heygen
+    key = heygen.api_key.get_secret_value() if heygen.api_key else None
+    try:
+        async with heygen.session_options().open_client(key, heygen.base_url) as client:
+            await client.check_key()
+    except (HeyGenError, ValueError) as exc:
+        print(f"heygen-agent: {heygen.backend} key: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"{heygen.backend} key: accepted by {client.base_url}")
     return EXIT_OK
 
 

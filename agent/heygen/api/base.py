@@ -102,6 +102,11 @@ class RestClient:
         self._redact.add(view._session_token)
         return view
 
+    async def check_key(self) -> None:
+        """One call that needs the account key and changes nothing (a listing): raises
+        the typed error a refused key gets (``heygen-agent validate --check-key``)."""
+        raise NotImplementedError
+
     async def aclose(self) -> None:
         if self._owns_http:
             await self._http.aclose()

@@ -14,13 +14,21 @@ from typing import Any, ClassVar, TypeVar
 from pydantic import BaseModel, SecretStr
 
 from agent.heygen.api.base import RestClient
+from agent.heygen.api.errors import APIError, AuthenticationError, WrongServiceKeyError
 from agent.heygen.protocol import interactive as ia
-from agent.heygen.settings import HEYGEN, Service
+from agent.heygen.protocol._rest import Endpoint
+from agent.heygen.settings import HEYGEN, LIVEAVATAR, Service, resolve_api_key
 
 M = TypeVar("M", bound=BaseModel)
 
 #: A sync task returns when the avatar has finished speaking, which can take a while.
 SYNC_TASK_TIMEOUT_S = 180.0
+
+
+#: Added to a refused key's error: a LiveAvatar key is the likely mistake.
+KEY_HINT = "a LiveAvatar key works only with heygen.backend: liveavatar"
+LIVEAVATAR_KEY_HINT = ("this is the key in LIVEAVATAR_API_KEY; the Interactive API takes a "
+                       "HeyGen key (HEYGEN_API_KEY), or set heygen.backend: liveavatar")
 
 
 class HeyGenClient(RestClient):
@@ -90,6 +98,24 @@ class HeyGenClient(RestClient):
     async def list_sessions(self) -> list[ia.SessionInfo]:
         body = await self._send(ia.LIST_SESSIONS, None)
         return self._parse_list(ia.SessionInfo, body, ia.LIST_SESSIONS, "sessions")
+
+    async def check_key(self) -> None:
+        await self.list_avatars()
+
+    def _api_error(
+        self, endpoint: Endpoint, status: int, code: int | None, message: str,
+        retry_after: float | None,
+    ) -> APIError:
+        """A refused key: say what a LiveAvatar key given here would mean."""
+        error = super()._api_error(endpoint, status, code, message, retry_after)
+        if endpoint.auth != "api_key" or not isinstance(error, AuthenticationError):
+            return error
+        in_liveavatar_env = bool(self._api_key) and self._api_key == resolve_api_key(
+            None, LIVEAVATAR)
+        cls = WrongServiceKeyError if in_liveavatar_env else type(error)
+        hint = LIVEAVATAR_KEY_HINT if in_liveavatar_env else KEY_HINT
+        return cls(endpoint=error.endpoint, status=status, code=code,
+                   message=f"{error.message} ({hint})", retry_after=retry_after)
 
     async def list_avatars(self) -> list[ia.AvatarInfo]:
         body = await self._send(ia.LIST_AVATARS, None)

@@ -83,6 +83,9 @@ class LiveAvatarClient(RestClient):
         """Counts as activity: restarts the session's 5-minute idle timer."""
         await self._send(la.KEEP_ALIVE, None)
 
+    async def check_key(self) -> None:
+        await self.list_avatars()
+
     async def stop_recorded(self, record: Record) -> None:
         """Stop a session a killed process left open, with the session token its local
         record keeps (LiveAvatar stops a session only with its own token)."""
