@@ -460,3 +460,43 @@ async def test_livekit_voice_transport_end_to_end(
     assert kinds.count(UserStartedSpeakingFrame) == kinds.count(UserStoppedSpeakingFrame) == 1
     assert kinds.count(BotStoppedSpeakingFrame) == 2
     assert session.state.value == "stopped"
+
+
+async def test_liveavatar_push_to_talk(emulator: EmulatorServer) -> None:
+    """LiveAvatar FULL with push-to-talk: the turn is what was said while held; the
+    service's answers to the button come back as events, and HeyGen's brain answers."""
+    import asyncio
+
+    from agent.heygen.events import AvatarTranscript
+    from agent.heygen.liveavatar import LiveAvatarOptions, LiveAvatarSession
+    from agent.heygen.protocol.liveavatar import rest as la
+    from agent.heygen.protocol.liveavatar import room as lar
+    from agent.heygen.session import SessionListener
+
+    class Events(SessionListener):
+        def __init__(self) -> None:
+            self.kinds: list[str] = []
+            self.answered = asyncio.Event()
+
+        async def on_event(self, event: AvatarEvent) -> None:
+            if isinstance(event.raw, lar.Event):
+                self.kinds.append(event.raw.event_type)
+            if isinstance(event, AvatarTranscript):
+                self.answered.set()
+
+    request = la.TokenRequest(mode=la.Mode.FULL, avatar_id=la.SANDBOX_AVATAR_ID,
+                              is_sandbox=True, interactivity_type=la.PUSH_TO_TALK)
+    listener = Events()
+    async with api.LiveAvatarClient("ptt-la-key-1", base_url=emulator.base_url) as client:
+        options = LiveAvatarOptions(request=request, keep_alive_interval_s=None)
+        async with LiveAvatarSession(client, options, listener) as session:
+            talk = (np.sin(np.arange(16000) / 16000 * 2 * np.pi * 200) * 8000).astype("<i2")
+            await session.push_to_talk(True)
+            for i in range(0, len(talk.tobytes()), 640):  # 1 s, as a microphone delivers it
+                await session.send_audio(talk.tobytes()[i : i + 640], 16000)
+                await asyncio.sleep(0.02)
+            await session.push_to_talk(False)
+            await within(listener.answered.wait(), "HeyGen's brain answered the turn")
+    assert listener.kinds.index(lar.USER_PUSH_TO_TALK_STARTED) < listener.kinds.index(
+        lar.USER_PUSH_TO_TALK_STOPPED) < listener.kinds.index(lar.USER_TRANSCRIPTION)
+    assert emulator.emulator.registry.counts()["open"] == 0

@@ -77,6 +77,8 @@ class LiveAvatarSettings(_Strict, _LifeSettings):
     video_quality: la.VideoQuality | None = None
     #: FULL mode: how long to wait for the avatar to join the room
     avatar_timeout_s: float = Field(30.0, gt=0)
+    #: FULL mode: the user speaks only between push-to-talk start and stop
+    push_to_talk: bool = False
 
     @model_validator(mode="after")
     def _an_avatar(self) -> Self:
@@ -98,6 +100,7 @@ class LiveAvatarSettings(_Strict, _LifeSettings):
             avatar_persona=persona,
             video_settings=la.VideoSettings(quality=self.video_quality)
             if self.video_quality else None,
+            interactivity_type=la.PUSH_TO_TALK if self.push_to_talk else None,
         )
         return self._life(LiveAvatarOptions(request=request,
                                             avatar_timeout_s=self.avatar_timeout_s))
