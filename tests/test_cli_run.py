@@ -236,7 +236,8 @@ async def test_run_exits_1_with_one_line_when_the_session_cannot_start(tmp_path:
     # one line, with HeyGen's status, code and message
     assert err.splitlines()[-1] == (
         "heygen-agent: the HeyGen session ended: start failed: /v1/streaming.create_token: "
-        "HTTP 401, code 40009: Invalid credentials")
+        "HTTP 401, code 40009: Invalid credentials (a LiveAvatar key works only with "
+        "heygen.backend: liveavatar)")
     assert "wrong-key-123" not in err
 
 

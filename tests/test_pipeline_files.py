@@ -29,7 +29,7 @@ BROKEN = [
     ("unknown-top-level", OK_HEAD + "ouputs: []\n", ["4:1: ouputs: unknown key; did you mean 'outputs'?"]),
     ("unknown-nested", "heygen:\n  sesion: {}\n", ["2:3: heygen.sesion: unknown key; did you mean 'session'?"]),
     ("unknown-deep", OK_HEAD + "    voice:\n      voice_idd: x\n", ["5:7: heygen.session.voice.voice_idd: unknown key; did you mean 'voice_id'?"]),
-    ("unknown-no-close-match", OK_HEAD + "zzz: 1\n", ["4:1: zzz: unknown key; expected one of: version, heygen, input, vad, processors, outputs, video, logging"]),
+    ("unknown-no-close-match", OK_HEAD + "zzz: 1\n", ["4:1: zzz: unknown key; expected one of: version, heygen, input, vad, processors, brain, outputs, video, logging"]),
     ("bad-enum", "heygen:\n  session:\n    quality: ultra\n", ["3:14: heygen.session.quality: expected 'low', 'medium' or 'high'"]),
     ("bad-literal", OK_HEAD + "logging:\n  level: LOUD\n", ["5:10: logging.level: expected 'TRACE', 'DEBUG', 'INFO', 'WARNING' or 'ERROR'"]),
     ("wrong-type", OK_HEAD + "vad:\n  confidence: high\n", ["5:15: vad.confidence: Input should be a valid number, unable to parse string as a number"]),
