@@ -349,14 +349,18 @@ class HeyGenSession(AvatarSession):
         )
 
     async def _connect_voice_chat(self) -> None:
-        url = self._chat_url()
+        self._ws = await self._open_socket(self._chat_url(), "voice chat")
+
+    async def _open_socket(self, url: str, what: str) -> ClientConnection:
+        """A WebSocket of this session; a failure is a redacted one-line HeyGenError."""
         try:
-            self._ws = await ws_connect(url, compression=None, max_size=2**22,
-                                        open_timeout=self.options.connect_timeout_s)
+            ws = await ws_connect(url, compression=None, max_size=2**22,
+                                  open_timeout=self.options.connect_timeout_s)
         except (OSError, websockets.WebSocketException) as exc:
             reason = self._client.redact(str(exc))
-            raise HeyGenError(f"voice chat {redact_url(url)}: {reason}") from None
-        logger.debug(f"HeyGen session {self.session_id}: voice chat connected")
+            raise HeyGenError(f"{what} {redact_url(url)}: {reason}") from None
+        logger.debug(f"HeyGen session {self.session_id}: {what} connected")
+        return ws
 
     async def _read_voice_chat(self) -> None:
         reconnects = 0
@@ -407,13 +411,7 @@ class HeyGenSession(AvatarSession):
         url = self.info.realtime_endpoint
         if not url:
             raise HeyGenError("streaming.new gave no realtime_endpoint (needed for lip-sync)")
-        try:
-            self._realtime = await ws_connect(url, compression=None, max_size=2**22,
-                                              open_timeout=self.options.connect_timeout_s)
-        except (OSError, websockets.WebSocketException) as exc:
-            reason = self._client.redact(str(exc))
-            raise HeyGenError(f"realtime socket {redact_url(url)}: {reason}") from None
-        logger.debug(f"HeyGen session {self.session_id}: realtime socket connected")
+        self._realtime = await self._open_socket(url, "realtime socket")
 
     async def _read_realtime(self) -> None:
         ws = self._realtime
