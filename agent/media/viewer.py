@@ -9,8 +9,8 @@ arrive faster are replaced before they are encoded and counted as dropped: memor
 flat however slow the page or the machine.
 
 A page opened (or reloaded, or reconnected) mid-session is told what it missed: the last
-``HISTORY_LINES`` lines of the conversation, the line the user is still saying, and who
-is speaking.
+``HISTORY_LINES`` lines of the conversation, the line the user is still saying, who is
+speaking, and the video's size, which the page keeps the avatar's shape by.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ PAGE = """<!doctype html>
 <style>
  body{margin:0;font:15px system-ui,sans-serif;background:#111;color:#eee;display:flex;gap:16px;
       padding:16px;box-sizing:border-box;height:100vh}
- #video{flex:0 0 auto;max-width:66vw;max-height:calc(100vh - 32px);background:#000}
+ #video{flex:0 1 auto;align-self:flex-start;min-width:0;width:auto;height:auto;
+        max-width:66vw;max-height:calc(100vh - 32px);object-fit:contain;background:#000}
  #side{flex:1;display:flex;flex-direction:column;min-width:200px}
  #status span{display:inline-block;padding:2px 8px;margin-right:6px;border-radius:9px;
               background:#333}
@@ -68,7 +69,7 @@ PAGE = """<!doctype html>
  <div id="transcript"></div>
 </div>
 <script>
-const t = document.getElementById('transcript');
+const t = document.getElementById('transcript'), video = document.getElementById('video');
 let interim = {};  // who -> the line still being said, which the next one replaces
 function speaking(who, on) { document.getElementById(who).className = on ? 'on' : ''; }
 function line(e) {
@@ -82,7 +83,10 @@ function line(e) {
 const es = new EventSource('/events');
 es.onmessage = (m) => {
   const e = JSON.parse(m.data);
-  if (e.type === 'speaking') {
+  if (e.type === 'video') {  // the frame's size: the box keeps its shape, never stretched
+    video.style.aspectRatio = e.width + ' / ' + e.height;
+    video.dataset.size = e.width + 'x' + e.height;
+  } else if (e.type === 'speaking') {
     speaking(e.who, e.on);
   } else if (e.type === 'history') {  // on (re)connect: everything so far, once
     t.replaceChildren(); interim = {};
@@ -142,6 +146,7 @@ class ViewerOutput(FrameProcessor):
         self._history: deque[dict[str, Any]] = deque(maxlen=HISTORY_LINES)
         self._interim: dict[str, Any] | None = None
         self._speaking = {"user": False, "avatar": False}
+        self._size: tuple[int, int] | None = None
         self._runner: web.AppRunner | None = None
         self._encoder: asyncio.Task[None] | None = None
         self._stopping = False
@@ -159,6 +164,9 @@ class ViewerOutput(FrameProcessor):
                 self.frames_dropped += 1  # replaced before it was encoded
             self._latest = frame
             self._new_frame.set()
+            if frame.size != self._size:
+                self._size = (frame.size[0], frame.size[1])
+                self._publish(self._size_event())
         elif isinstance(frame, EndFrame | CancelFrame):
             await self.stop_server()
         else:
@@ -261,10 +269,13 @@ class ViewerOutput(FrameProcessor):
         # what happened before this page connected, then from the same instant (no await
         # in between) what happens next: no line missed or told twice
         self._subscribers.add(queue)
-        catch_up = json.dumps(self._history_event())
+        catch_up = [json.dumps(self._history_event())]
+        if self._size is not None:
+            catch_up.insert(0, json.dumps(self._size_event()))
         try:
             await response.write(b": connected\n\n")
-            await response.write(f"data: {catch_up}\n\n".encode())
+            for message in catch_up:
+                await response.write(f"data: {message}\n\n".encode())
             while not self._stopping:
                 message = await queue.get()
                 if message:
@@ -278,6 +289,10 @@ class ViewerOutput(FrameProcessor):
     def _history_event(self) -> dict[str, Any]:
         lines = [*self._history, *([self._interim] if self._interim else [])]
         return {"type": "history", "lines": lines, "speaking": dict(self._speaking)}
+
+    def _size_event(self) -> dict[str, Any]:
+        assert self._size is not None
+        return {"type": "video", "width": self._size[0], "height": self._size[1]}
 
     def _publish_event(self, frame: Frame) -> None:
         event = _event_for(frame)
