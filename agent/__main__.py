@@ -1,3 +1,7 @@
+"""``python -m agent``: the command line of :mod:`agent.cli`, so the agent runs without an
+installed entry point; a Ctrl-C during the (slow) imports is an exit code, not a traceback.
+"""
+
 import sys
 
 try:

@@ -7,19 +7,28 @@ import io
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from pipecat.frames.frames import EndFrame, OutputImageRawFrame, TranscriptionFrame
+from pipecat.frames.frames import (
+    EndFrame,
+    Frame,
+    InterimTranscriptionFrame,
+    OutputImageRawFrame,
+    TextFrame,
+    TranscriptionFrame,
+    UserStartedSpeakingFrame,
+)
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineWorker
 from pipecat.workers.runner import WorkerRunner
 
 from agent.heygen.frames import I420, HeyGenAvatarTranscriptFrame
-from agent.media.viewer import ViewerOutput, to_jpeg
-from tests.machine import headless_chromium, require
+from agent.media.viewer import HISTORY_LINES, ViewerOutput, to_jpeg
+from tests.browser import chromium_page
 from tests.pipeline_helpers import Collector
 from tests.waiting import DEADLINE_S, eventually, within
 
@@ -42,19 +51,35 @@ def is_red(pixel: tuple[int, ...]) -> bool:
     return r > 180 and g < 70 and b < 70
 
 
+class Viewing(NamedTuple):
+    view: ViewerOutput
+    worker: PipelineWorker
+    after: Collector  # what passed the viewer
+
+
 @pytest.fixture
-async def viewer() -> AsyncIterator[tuple[ViewerOutput, PipelineWorker]]:
-    viewer = ViewerOutput()
-    worker = PipelineWorker(Pipeline([viewer, Collector()]), idle_timeout_secs=None)
+async def viewer() -> AsyncIterator[Viewing]:
+    viewer, after = ViewerOutput(), Collector()
+    worker = PipelineWorker(Pipeline([viewer, after]), idle_timeout_secs=None)
     runner = WorkerRunner(handle_sigint=False)
     await runner.add_workers(worker)
     running = asyncio.create_task(runner.run())
     await eventually(lambda: viewer._runner is not None, "the viewer's server started")
     feeding = asyncio.create_task(feed(worker))
-    yield viewer, worker
+    yield Viewing(viewer, worker, after)
     feeding.cancel()
     await worker.queue_frame(EndFrame())
     await within(running, "the pipeline ended")
+
+
+async def through(viewing: Viewing, *frames: Frame) -> None:
+    """Push transcript ``frames`` and return once the viewer has handled them all."""
+    texts = viewing.after.count(TextFrame)
+    for frame in frames:
+        await viewing.worker.queue_frame(frame)
+    wanted = texts + sum(isinstance(f, TextFrame) for f in frames)
+    await within(viewing.after.until(lambda: viewing.after.count(TextFrame) == wanted),
+                 f"{len(frames)} frames through the viewer")
 
 
 async def feed(worker: PipelineWorker) -> None:
@@ -64,8 +89,8 @@ async def feed(worker: PipelineWorker) -> None:
         await asyncio.sleep(0.01)
 
 
-async def test_snapshot_events_and_mjpeg(viewer: tuple[ViewerOutput, PipelineWorker]) -> None:
-    view, worker = viewer
+async def test_snapshot_events_and_mjpeg(viewer: Viewing) -> None:
+    view, worker, _ = viewer
     async with httpx.AsyncClient(base_url=view.url, timeout=DEADLINE_S) as http:
         page = await http.get("/")
         assert page.status_code == 200 and 'id="transcript"' in page.text
@@ -88,8 +113,9 @@ async def test_snapshot_events_and_mjpeg(viewer: tuple[ViewerOutput, PipelineWor
                 async for line in lines:
                     if line.startswith("data: "):
                         got.append(json.loads(line[6:]))
-                    if len(got) == 2:
+                    if sum(e["type"] == "transcript" for e in got) == 2:
                         break
+        got = [e for e in got if e["type"] == "transcript"]
         assert got == [
             {"type": "transcript", "who": "user", "text": "hello there", "interim": False},
             {"type": "transcript", "who": "avatar", "text": "hi, human", "interim": False},
@@ -112,27 +138,87 @@ async def test_snapshot_events_and_mjpeg(viewer: tuple[ViewerOutput, PipelineWor
     assert view.frames_dropped > 0, "frames beyond 15 fps were skipped, not queued"
 
 
-async def test_headless_chromium_shows_the_avatar(
-    viewer: tuple[ViewerOutput, PipelineWorker], tmp_path: Path
+async def test_headless_chromium_shows_the_avatar_unstretched(
+    viewer: Viewing, tmp_path: Path
 ) -> None:
-    chromium = require("chromium", "apt-get install chromium")
-    view, _ = viewer
-    shot = tmp_path / "shot.png"
-    args = headless_chromium(
-        chromium, tmp_path / "profile", "--window-size=1200,500",
-        # the MJPEG stream never finishes loading: stop after 3 s, then take the shot
-        "--timeout=3000", f"--screenshot={shot}", view.url,
-    )
-    process = await asyncio.create_subprocess_exec(
-        *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-    try:
-        await within(process.wait(), "Chromium took its screenshot", 60)
-    except AssertionError:
-        process.kill()
-        raise
-    image = np.asarray(Image.open(shot).convert("RGB")).astype(int)
-    red = (image[..., 0] > 180) & (image[..., 1] < 70) & (image[..., 2] < 70)
-    assert red.sum() > 50_000, "the avatar video is on the page"
+    """In a window taller than the video, the page once stretched the avatar to its
+    height; it must keep the frame's shape, which it is told on connecting."""
+    async with chromium_page(viewer.view.url, tmp_path / "profile", 1200, 900) as page:
+        await page.until("document.getElementById('video')?.naturalWidth", bool,
+                         "the page painted a frame")
+        image = np.asarray(await page.screenshot()).astype(int)
+        red = (image[..., 0] > 180) & (image[..., 1] < 70) & (image[..., 2] < 70)
+        assert red.sum() > 50_000, "the avatar video is on the page"
+        rows, cols = np.nonzero(red)
+        shown = (cols.max() - cols.min() + 1) / (rows.max() - rows.min() + 1)
+        assert shown == pytest.approx((W / 2) / H, rel=0.03), "the red half keeps its shape"
+        size = await page.until("document.getElementById('video').dataset.size", bool,
+                                "the page was told the video's size")
+        assert size == f"{W}x{H}"
+
+
+def transcript_frames(count: int) -> list[Frame]:
+    """``count`` finished lines, the user's and the avatar's in turn."""
+    return [TranscriptionFrame(f"user line {i}", "user", "now") if i % 2 == 0
+            else HeyGenAvatarTranscriptFrame(f"avatar line {i}") for i in range(count)]
+
+
+def as_events(frames: list[Frame]) -> list[dict[str, Any]]:
+    return [{"type": "transcript", "who": "user" if isinstance(f, TranscriptionFrame)
+             else "avatar", "text": f.text, "interim": False}
+            for f in frames if isinstance(f, TextFrame)]
+
+
+async def test_a_late_connection_gets_the_transcript_so_far_then_live(viewer: Viewing) -> None:
+    """A page opened after some turns is sent the last HISTORY_LINES lines, the line the
+    user is still saying, who is speaking and the video's size; then what comes next."""
+    said = transcript_frames(HISTORY_LINES + 50)
+    await through(viewer, *said, InterimTranscriptionFrame("and then I", "user", "now"))
+    await viewer.worker.queue_frame(UserStartedSpeakingFrame())
+    await within(viewer.after.until(lambda: viewer.after.count(UserStartedSpeakingFrame) == 1),
+                 "the user started speaking")
+    async with (httpx.AsyncClient(base_url=viewer.view.url, timeout=DEADLINE_S) as http,
+                http.stream("GET", "/events") as events):
+        lines = events.aiter_lines()
+
+        async def next_event() -> dict[str, Any]:
+            while not (line := await anext(lines)).startswith("data: "):
+                pass
+            event: dict[str, Any] = json.loads(line[6:])
+            return event
+
+        assert await within(next_event(), "the video's size") == \
+            {"type": "video", "width": W, "height": H}
+        history = await within(next_event(), "the transcript so far")
+        assert history["type"] == "history"
+        assert history["lines"] == [
+            *as_events(said[-HISTORY_LINES:]),
+            {"type": "transcript", "who": "user", "text": "and then I", "interim": True},
+        ]
+        assert history["speaking"] == {"user": True, "avatar": False}
+        await viewer.worker.queue_frame(TranscriptionFrame("and then I left", "user", "now"))
+        assert await within(next_event(), "a line said after connecting") == \
+            {"type": "transcript", "who": "user", "text": "and then I left", "interim": False}
+
+
+async def test_headless_chromium_opened_late_shows_the_conversation(
+    viewer: Viewing, tmp_path: Path
+) -> None:
+    """The page opened after some turns shows them, the user's unfinished line last;
+    that line, when finished, takes its own place (not a second line), then new turns
+    come after."""
+    said = transcript_frames(4)
+    await through(viewer, *said, InterimTranscriptionFrame("and then I", "user", "now"))
+    script = "[...document.querySelectorAll('#transcript p')].map(p => p.textContent)"
+    so_far = [f"{e['who']}: {e['text']}" for e in as_events(said)]
+    async with chromium_page(viewer.view.url, tmp_path / "profile") as page:
+        await page.until(script, lambda shown: shown == [*so_far, "user: and then I"],
+                         "the turns so far shown")
+        await through(viewer, TranscriptionFrame("and then I left", "user", "now"),
+                      HeyGenAvatarTranscriptFrame("did you?"))
+        await page.until(
+            script, lambda shown: shown == [*so_far, "user: and then I left", "avatar: did you?"],
+            "the finished line in place of the unfinished one, then the new turn")
 
 
 def test_jpeg_from_rgb_too() -> None:

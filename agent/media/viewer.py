@@ -1,11 +1,16 @@
 """A local viewer page: the live avatar and the running transcript, in any browser.
 
-Served by the agent on 127.0.0.1 with no build step: one HTML page, an MJPEG stream
-(``multipart/x-mixed-replace``, which browsers show in a plain ``<img>``) and Server-Sent
-Events for the transcript. Only the newest frame is kept; a JPEG is made at most
-``max_fps`` times a second, in a worker thread, once for all viewers. Frames that arrive
-faster are replaced before they are encoded and counted as dropped: memory stays flat
-however slow the page or the machine.
+Watching a session (a demo, a test call, debugging lip sync) should need nothing but a
+browser. Served by the agent on 127.0.0.1 with no build step: one HTML page, an MJPEG
+stream (``multipart/x-mixed-replace``, which browsers show in a plain ``<img>``) and
+Server-Sent Events for the transcript. Only the newest frame is kept; a JPEG is made at
+most ``max_fps`` times a second, in a worker thread, once for all viewers. Frames that
+arrive faster are replaced before they are encoded and counted as dropped: memory stays
+flat however slow the page or the machine.
+
+A page opened (or reloaded, or reconnected) mid-session is told what it missed: the last
+``HISTORY_LINES`` lines of the conversation, the line the user is still saying, who is
+speaking, and the video's size, which the page keeps the avatar's shape by.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import contextlib
 import io
 import json
 import time
+from collections import deque
 from typing import Any
 
 import numpy as np
@@ -40,13 +46,16 @@ from agent.heygen.frames import I420, HeyGenAvatarTranscriptFrame
 
 BOUNDARY = "heygenframe"
 DROP_REPORT_INTERVAL_S = 5.0
+#: Finished transcript lines kept for a page that opens late.
+HISTORY_LINES = 200
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>HeyGen avatar</title>
 <style>
  body{margin:0;font:15px system-ui,sans-serif;background:#111;color:#eee;display:flex;gap:16px;
       padding:16px;box-sizing:border-box;height:100vh}
- #video{flex:0 0 auto;max-width:66vw;max-height:calc(100vh - 32px);background:#000}
+ #video{flex:0 1 auto;align-self:flex-start;min-width:0;width:auto;height:auto;
+        max-width:66vw;max-height:calc(100vh - 32px);object-fit:contain;background:#000}
  #side{flex:1;display:flex;flex-direction:column;min-width:200px}
  #status span{display:inline-block;padding:2px 8px;margin-right:6px;border-radius:9px;
               background:#333}
@@ -60,19 +69,32 @@ PAGE = """<!doctype html>
  <div id="transcript"></div>
 </div>
 <script>
-const t = document.getElementById('transcript'); let interim = null;
+const t = document.getElementById('transcript'), video = document.getElementById('video');
+let interim = {};  // who -> the line still being said, which the next one replaces
+function speaking(who, on) { document.getElementById(who).className = on ? 'on' : ''; }
+function line(e) {
+  let p = interim[e.who];
+  if (!p) { p = document.createElement('p'); t.appendChild(p); }
+  p.className = e.who + (e.interim ? ' interim' : '');
+  p.innerHTML = '<b>' + e.who + ':</b> ';
+  p.appendChild(document.createTextNode(e.text));
+  if (e.interim) interim[e.who] = p; else delete interim[e.who];
+}
 const es = new EventSource('/events');
 es.onmessage = (m) => {
   const e = JSON.parse(m.data);
-  if (e.type === 'speaking') {
-    document.getElementById(e.who).className = e.on ? 'on' : ''; return;
+  if (e.type === 'video') {  // the frame's size: the box keeps its shape, never stretched
+    video.style.aspectRatio = e.width + ' / ' + e.height;
+    video.dataset.size = e.width + 'x' + e.height;
+  } else if (e.type === 'speaking') {
+    speaking(e.who, e.on);
+  } else if (e.type === 'history') {  // on (re)connect: everything so far, once
+    t.replaceChildren(); interim = {};
+    e.lines.forEach(line);
+    for (const [who, on] of Object.entries(e.speaking)) speaking(who, on);
+  } else if (e.type === 'transcript') {
+    line(e);
   }
-  if (e.type !== 'transcript') return;
-  if (!interim || !e.interim) { interim = document.createElement('p'); t.appendChild(interim); }
-  interim.className = e.who + (e.interim ? ' interim' : '');
-  interim.innerHTML = '<b>' + e.who + ':</b> ';
-  interim.appendChild(document.createTextNode(e.text));
-  if (!e.interim) interim = null;
   t.scrollTop = t.scrollHeight;
 };
 </script></body></html>
@@ -121,6 +143,10 @@ class ViewerOutput(FrameProcessor):
         self._jpeg: bytes | None = None
         self._jpeg_ready = asyncio.Condition()
         self._subscribers: set[asyncio.Queue[str]] = set()
+        self._history: deque[dict[str, Any]] = deque(maxlen=HISTORY_LINES)
+        self._interim: dict[str, Any] | None = None
+        self._speaking = {"user": False, "avatar": False}
+        self._size: tuple[int, int] | None = None
         self._runner: web.AppRunner | None = None
         self._encoder: asyncio.Task[None] | None = None
         self._stopping = False
@@ -138,6 +164,9 @@ class ViewerOutput(FrameProcessor):
                 self.frames_dropped += 1  # replaced before it was encoded
             self._latest = frame
             self._new_frame.set()
+            if frame.size != self._size:
+                self._size = (frame.size[0], frame.size[1])
+                self._publish(self._size_event())
         elif isinstance(frame, EndFrame | CancelFrame):
             await self.stop_server()
         else:
@@ -237,9 +266,16 @@ class ViewerOutput(FrameProcessor):
                                                "Cache-Control": "no-store"})
         await response.prepare(request)
         queue: asyncio.Queue[str] = asyncio.Queue(maxsize=200)
+        # what happened before this page connected, then from the same instant (no await
+        # in between) what happens next: no line missed or told twice
         self._subscribers.add(queue)
+        catch_up = [json.dumps(self._history_event())]
+        if self._size is not None:
+            catch_up.insert(0, json.dumps(self._size_event()))
         try:
             await response.write(b": connected\n\n")
+            for message in catch_up:
+                await response.write(f"data: {message}\n\n".encode())
             while not self._stopping:
                 message = await queue.get()
                 if message:
@@ -250,10 +286,29 @@ class ViewerOutput(FrameProcessor):
             self._subscribers.discard(queue)
         return response
 
+    def _history_event(self) -> dict[str, Any]:
+        lines = [*self._history, *([self._interim] if self._interim else [])]
+        return {"type": "history", "lines": lines, "speaking": dict(self._speaking)}
+
+    def _size_event(self) -> dict[str, Any]:
+        assert self._size is not None
+        return {"type": "video", "width": self._size[0], "height": self._size[1]}
+
     def _publish_event(self, frame: Frame) -> None:
         event = _event_for(frame)
         if event is None:
             return
+        if event["type"] == "speaking":
+            self._speaking[event["who"]] = event["on"]
+        elif event["interim"]:
+            self._interim = event
+        else:
+            self._history.append(event)
+            if event["who"] == "user":
+                self._interim = None  # the line it was is now said
+        self._publish(event)
+
+    def _publish(self, event: dict[str, Any]) -> None:
         message = json.dumps(event)
         for queue in self._subscribers:
             if queue.full():
