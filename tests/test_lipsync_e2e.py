@@ -16,6 +16,7 @@ from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
     BotStoppedSpeakingFrame,
     Frame,
+    InterruptionFrame,
     LLMFullResponseEndFrame,
     LLMFullResponseStartFrame,
     LLMTextFrame,
@@ -151,4 +152,34 @@ async def test_llm_text_is_said_verbatim_sentence_by_sentence(emulator: Emulator
     session = next(iter(emulator.emulator.registry))
     said = [t["text"] for t in session.tasks]
     assert said == ["Sure.", "The sky is blue today!", "Anything else", "And that is all."]
+    assert emulator.emulator.registry.counts()["open"] == 0
+
+
+@both_backends
+async def test_an_interruption_cuts_lip_synced_speech_and_drops_the_rest(
+    emulator: EmulatorServer, tmp_path: Path, backend: Backend
+) -> None:
+    """The user starts speaking while the avatar says a long TTS answer (Pipecat's
+    interruption): the avatar stops at once and what was still queued is never said."""
+    wav = tmp_path / "long.wav"
+    long_s = speech_wav(wav, "This is a long answer that the user will not let me finish. " * 3)
+    pcm, rate, _ = read_wav(wav)
+    transport = HeyGenTransport(api_key=backend.key, base_url=emulator.base_url,
+                                session_options=backend.lipsync())
+
+    @transport.event_handler("on_avatar_started_speaking")
+    async def interrupt(t: HeyGenTransport) -> None:
+        await transport.output().queue_frame(InterruptionFrame())
+
+    collector = Collector()
+    await run_until([SpeakingTTS(pcm, rate), transport.output(), transport.input(), collector],
+                    collector.until(lambda: collector.count(BotStoppedSpeakingFrame) >= 1),
+                    "the avatar stopped speaking")
+    assert backend.interrupts(emulator) == 1, "the interruption reached HeyGen"
+    edges = (BotStartedSpeakingFrame, BotStoppedSpeakingFrame)
+    start, stop = [t for t, f in collector.frames if isinstance(f, edges)]
+    assert stop - start < long_s / 2, "cut short"
+    session = next(iter(emulator.emulator.registry))
+    sent_s = sum(t["audio_bytes"] for t in session.tasks) / 2 / 24_000
+    assert sent_s < long_s, "the queued rest of the speech was dropped, not sent"
     assert emulator.emulator.registry.counts()["open"] == 0
