@@ -503,3 +503,27 @@ async def test_liveavatar_push_to_talk(emulator: EmulatorServer) -> None:
     assert listener.kinds.index(lar.USER_PUSH_TO_TALK_STARTED) < listener.kinds.index(
         lar.USER_PUSH_TO_TALK_STOPPED) < listener.kinds.index(lar.USER_TRANSCRIPTION)
     assert emulator.emulator.registry.counts()["open"] == 0
+
+
+async def test_liveavatar_full_says_which_participant_never_came(
+    livekit_server: LiveKitServer,
+) -> None:
+    """FULL mode waits for the avatar (participant ``heygen``) before it speaks; an avatar
+    that never joins is one clear, typed error naming it, and the session is stopped."""
+    from agent.emulator.runtime import TimedAvatar
+    from agent.heygen.liveavatar import AvatarNotInRoom, LiveAvatarOptions, LiveAvatarSession
+    from agent.heygen.protocol.liveavatar import rest as la
+
+    config = EmulatorConfig(livekit=livekit_server.settings)
+    # an avatar that keeps time but never joins the room
+    async with EmulatorServer(config, avatar_factory=lambda s, e: TimedAvatar()) as emulator:
+        request = la.TokenRequest(mode=la.Mode.FULL, avatar_id=la.SANDBOX_AVATAR_ID,
+                                  is_sandbox=True)
+        options = LiveAvatarOptions(request=request, avatar_timeout_s=1.0,
+                                    keep_alive_interval_s=None)
+        async with api.LiveAvatarClient("absent-key-1", base_url=emulator.base_url) as client:
+            session = LiveAvatarSession(client, options)
+            with pytest.raises(AvatarNotInRoom) as caught:
+                await session.start()
+        assert "participant 'heygen'" in str(caught.value) and caught.value.retryable
+        assert emulator.emulator.registry.counts()["open"] == 0
