@@ -386,20 +386,9 @@ async def bench_sessions(counts: Sequence[int], seconds: float,
             report["longest_video_gap_s"] = max(s["longest_video_gap_s"] for s in sessions)
             report["problems"] = [p for s in sessions for p in s["problems"]]
             runs.append(report)
-    per_added: dict[str, Any] = {}
-    for decode in decodes:
-        mine = sorted((r for r in runs if r["decode"] == decode), key=lambda r: r["sessions"])
-        if len(mine) < 2:
-            continue
-        per_added[decode] = {key: _slope(mine, key) for key in (
-            "agent_cpu_percent", "emulator_cpu_percent", "agent_rss_mb", "emulator_rss_mb")}
-    return {"seconds": seconds, "runs": runs, "per_added_session": per_added}
+    from agent.performance_report import per_added_session
 
-
-def _slope(rows: list[dict[str, Any]], key: str) -> float:
-    """What one more session adds to ``key``: a straight line through the runs."""
-    xs = [r["sessions"] for r in rows]
-    return round(float(np.polyfit(xs, [r[key] for r in rows], 1)[0]), 2)
+    return {"seconds": seconds, "runs": runs, "per_added_session": per_added_session(runs)}
 
 
 # ---------------------------------------------------------------------- the whole run
