@@ -41,11 +41,22 @@ def build_parser() -> argparse.ArgumentParser:
         "avatar's frame, the viewer's JPEG) against the obvious alternative timed in the same "
         "run. Each figure is a ratio (baseline time / our time; above 1 is faster), because "
         "absolute times on a shared machine say more about the machine than the code.")
+    bench.add_argument("--sessions", action="store_true",
+                       help="time whole sessions against the emulator and a local LiveKit "
+                       "server instead (start, turn and lip-sync latency, sessions per "
+                       "machine); the options below are for this mode")
+    from agent.bench_options import add_arguments
+
+    add_arguments(bench)
     bench.set_defaults(handler=_bench)
     return parser
 
 
 def _bench(args: argparse.Namespace) -> int:
+    if args.sessions:
+        from agent.session_bench import main_with
+
+        return main_with(args)
     from agent.bench import main as bench_main
 
     bench_main()

@@ -7,7 +7,9 @@ one process against one emulator (its own process, with a real LiveKit server), 
 streaming audio in real time and receiving the avatar's video, then checks from the
 emulator's own counts that every session started, all the audio each one sent arrived,
 video kept coming, and no session is left open. CPU is measured per process, so the
-emulator's cost is told apart from the agent's.
+emulator's cost is told apart from the agent's. ``decode`` says what the agent does with
+each video frame: keep LiveKit's I420, or have it converted to RGB (what a pipeline whose
+video outputs want RGB pays); a ticker task measures how late the event loop runs.
 
 ``python -m agent.soak --sessions 10 --seconds 60`` (``scripts/soak``) prints JSON.
 """
@@ -24,15 +26,15 @@ import os
 import re
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import httpx
 import numpy as np
 from livekit import rtc
 
-from agent.emulator.video import read_stamp
+from agent.emulator.video import STAMP_HEIGHT, read_stamp
 from agent.heygen.api import HeyGenClient
 from agent.heygen.protocol import interactive as ia
 from agent.heygen.session import HeyGenSession, SessionListener, SessionOptions
@@ -44,6 +46,10 @@ SAMPLE_RATE = 16_000
 FIRST_FRAME_TIMEOUT_S = 30.0
 #: A stall in the avatar's video longer than this counts as video lost.
 VIDEO_STALL_S = 1.0
+#: How often the lag ticker wakes: its lateness is the event loop's lag.
+TICK_S = 0.01
+
+Decode = Literal["i420", "rgb"]
 
 
 @dataclass
@@ -90,6 +96,13 @@ class SoakReport:
     agent_cpu_percent: float = 0.0
     emulator_cpu_percent: float = 0.0
     agent_rss_mb: float = 0.0
+    decode: Decode = "i420"
+    #: the agent process's resident memory before any session started
+    agent_rss_before_mb: float = 0.0
+    emulator_rss_mb: float = 0.0
+    #: how late the ticker woke, over the steady state: the agent's event-loop lag
+    loop_lag_p99_ms: float = 0.0
+    loop_lag_max_ms: float = 0.0
     per_session: list[SessionReport] = field(default_factory=list)
 
     @property
@@ -108,14 +121,16 @@ class SoakReport:
 class _Watcher(SessionListener):
     """Receives the avatar's video: counts frames, missed frames and stalls."""
 
-    def __init__(self, report: SessionReport) -> None:
+    def __init__(self, report: SessionReport, decode: Decode = "i420") -> None:
         self.report = report
+        self.decode = decode
         self.tasks: list[asyncio.Task[None]] = []
         self.first_frame = asyncio.Event()
 
     async def on_track(self, track: rtc.Track, participant: rtc.RemoteParticipant) -> None:
         if track.kind == rtc.TrackKind.KIND_VIDEO:
-            self.tasks.append(asyncio.create_task(self._watch(rtc.VideoStream(track))))
+            fmt = rtc.VideoBufferType.RGB24 if self.decode == "rgb" else None
+            self.tasks.append(asyncio.create_task(self._watch(rtc.VideoStream(track, format=fmt))))
 
     async def _watch(self, stream: rtc.VideoStream) -> None:
         loop = asyncio.get_running_loop()
@@ -124,7 +139,7 @@ class _Watcher(SessionListener):
             async for event in stream:
                 now = loop.time()
                 frame = event.frame
-                stamp = read_stamp(frame.data, frame.width, frame.height)
+                stamp = _stamp(frame)
                 if stamp is not None:
                     if last_counter >= 0 and stamp[0] > last_counter + 1:
                         report.video_frames_missed += stamp[0] - last_counter - 1
@@ -136,6 +151,20 @@ class _Watcher(SessionListener):
                 self.first_frame.set()
         finally:
             await stream.aclose()
+
+
+def _stamp(frame: rtc.VideoFrame) -> tuple[int, int] | None:
+    """The emulator's stamp, from an I420 frame's luma or an RGB24 frame's red channel
+    (the stamp's blocks are grey: red is their brightness, on the same side of the
+    threshold)."""
+    if frame.type != rtc.VideoBufferType.RGB24:
+        return read_stamp(frame.data, frame.width, frame.height)
+    w, h = frame.width, frame.height
+    rows = min(STAMP_HEIGHT, h)
+    red = np.zeros((h, w), np.uint8)
+    red[:rows] = np.frombuffer(frame.data, np.uint8, count=rows * w * 3).reshape(rows, w, 3)[
+        :, :, 0]
+    return read_stamp(red, w, h)
 
 
 def _speech_like(seconds: float) -> bytes:
@@ -160,8 +189,8 @@ async def _stream_audio(session: HeyGenSession, seconds: float, report: SessionR
 
 
 async def _one(client: HeyGenClient, seconds: float, report: SessionReport,
-               started: asyncio.Barrier) -> None:
-    watcher = _Watcher(report)
+               started: asyncio.Barrier, decode: Decode = "i420") -> None:
+    watcher = _Watcher(report, decode)
     # silence_response off and no speech detection of note: the avatar stays idle, so
     # what is measured is the media itself, the same for every session.
     options = SessionOptions(request=ia.NewSessionRequest(), keep_alive_interval_s=None)
@@ -199,11 +228,14 @@ def _emulator_log() -> int | IO[bytes]:
 
 
 @contextlib.asynccontextmanager
-async def emulator_process(max_sessions: int) -> AsyncIterator[tuple[str, int]]:
-    """``heygen-agent emulate`` in its own process (so its CPU is its own): base URL, pid."""
+async def emulator_process(
+    max_sessions: int, extra_args: Sequence[str] = ()
+) -> AsyncIterator[tuple[str, int]]:
+    """``heygen-agent emulate`` in its own process (so its CPU is its own): base URL, pid.
+    ``extra_args`` go to ``emulate`` (``--latency-ms 50``, ...)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "agent.cli", "emulate", "--port", "0",
-        "--max-sessions", str(max_sessions),
+        "--max-sessions", str(max_sessions), *extra_args,
         stdout=asyncio.subprocess.PIPE, stderr=_emulator_log(),
     )
     assert proc.stdout is not None
@@ -243,8 +275,18 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-async def soak(sessions: int = 10, seconds: float = 60.0) -> SoakReport:
-    report = SoakReport(sessions=sessions, seconds=seconds,
+async def lag_ticker(lags: list[float], interval: float = TICK_S) -> None:
+    """Sleep ``interval`` over and over; append how late each wake-up was (seconds)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        asleep = loop.time()
+        await asyncio.sleep(interval)
+        lags.append(max(0.0, loop.time() - asleep - interval))
+
+
+async def soak(sessions: int = 10, seconds: float = 60.0, decode: Decode = "i420") -> SoakReport:
+    report = SoakReport(sessions=sessions, seconds=seconds, decode=decode,
+                        agent_rss_before_mb=round(rss_mb(os.getpid()), 1),
                         per_session=[SessionReport() for _ in range(sessions)])
     async with (
         emulator_process(max_sessions=sessions) as (base_url, emulator_pid),
@@ -252,12 +294,19 @@ async def soak(sessions: int = 10, seconds: float = 60.0) -> SoakReport:
         httpx.AsyncClient(base_url=base_url, timeout=30) as admin,
     ):
         barrier = asyncio.Barrier(sessions + 1)
-        runs = [asyncio.create_task(_one(client, seconds, r, barrier))
+        runs = [asyncio.create_task(_one(client, seconds, r, barrier, decode))
                 for r in report.per_session]
         await barrier.wait()  # all started (or failed): measure the steady state
         cpu0, emu0, wall0 = time.process_time(), cpu_seconds(emulator_pid), time.perf_counter()
+        lags: list[float] = []
+        ticker = asyncio.create_task(lag_ticker(lags))
         await asyncio.gather(*runs)
         wall = time.perf_counter() - wall0
+        ticker.cancel()
+        report.emulator_rss_mb = round(rss_mb(emulator_pid), 1)
+        if lags:
+            report.loop_lag_p99_ms = round(float(np.percentile(lags, 99)) * 1000, 1)
+            report.loop_lag_max_ms = round(max(lags) * 1000, 1)
         report.agent_cpu_percent = round((time.process_time() - cpu0) / wall * 100, 1)
         report.emulator_cpu_percent = round((cpu_seconds(emulator_pid) - emu0) / wall * 100, 1)
         report.agent_rss_mb = round(rss_mb(os.getpid()), 1)
@@ -274,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m agent.soak", description=__doc__)
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--decode", choices=["i420", "rgb"], default="i420",
+                        help="what the agent does with each video frame (default: keep I420)")
     parser.add_argument("--json", metavar="FILE", help="also write the report here")
     args = parser.parse_args(argv)
     from loguru import logger
@@ -282,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     logger.add(sys.stderr, level="WARNING")
     # LiveKit's native side reports each frame a slow reader misses: counted here instead.
     logging.getLogger("livekit").setLevel(logging.ERROR)
-    report = asyncio.run(soak(args.sessions, args.seconds))
+    report = asyncio.run(soak(args.sessions, args.seconds, args.decode))
     text = json.dumps(report.as_dict(), indent=2)
     print(text)
     if args.json:

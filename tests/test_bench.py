@@ -49,3 +49,29 @@ def test_every_case_runs_and_is_named() -> None:
     for case in cases():
         ratio, _, _ = measure(case, rounds=1, calls=1)
         assert ratio > 0 and case.name and case.baseline_name
+
+
+@pytest.mark.livekit
+async def test_session_bench_runs_and_writes_well_formed_json() -> None:
+    """The session benchmark, tiny: one round of each case, one session for a second,
+    both video modes; what it writes must survive JSON and render as the document."""
+    import json
+
+    from agent.bench_options import BenchConfig
+    from agent.performance_report import render, table
+    from agent.session_bench import START_VARIANTS, run
+    from tests.machine import require_livekit_binary
+
+    require_livekit_binary()
+    config = BenchConfig(start_rounds=1, turn_rounds=1, lipsync_rounds=1, utterance_s=2.0,
+                         session_counts=(1,), soak_s=1.0, decodes=("i420", "rgb"))
+    data = json.loads(json.dumps(await run(config)))
+    for variant in START_VARIANTS:
+        assert data["start"]["variants"][variant]["video_ms"]["median"] > 0
+    assert data["turn"]["end_to_user_stop_ms"]["n"] == 1
+    assert data["lipsync"]["first_audio_ms"]["n"] == 1
+    assert data["lipsync"]["drift"]["avatar_audio_s"] > 0
+    runs = data["sessions"]["runs"]
+    assert [(r["decode"], r["sessions"]) for r in runs] == [("i420", 1), ("rgb", 1)]
+    assert all(r["started"] == 1 and r["video_frames"] > 0 for r in runs)
+    assert "# Performance" in render(data) and "start → first video frame" in table(data)

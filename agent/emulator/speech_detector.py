@@ -14,6 +14,8 @@ from enum import Enum
 import numpy as np
 
 WINDOW_S = 0.02
+#: Quiet this long ends the user's turn (the detector's stop delay).
+HANGOVER_S = 0.7
 
 
 class SpeechEdge(Enum):
@@ -41,7 +43,7 @@ class SpeechDetector:
         *,
         threshold_dbfs: float = -40.0,
         min_speech_s: float = 0.1,
-        hangover_s: float = 0.7,
+        hangover_s: float = HANGOVER_S,
     ) -> None:
         self.sample_rate = sample_rate
         self._window = max(1, int(sample_rate * WINDOW_S))

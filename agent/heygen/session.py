@@ -82,6 +82,11 @@ class SessionOptions(LifeOptions):
     #: Your own brain, HeyGen's face: the bot's TTS audio goes to the realtime socket
     #: (``realtime_endpoint``) for the avatar to lip-sync, instead of the voice chat.
     realtime: bool = False
+    #: Join the LiveKit room while ``streaming.start`` is in flight rather than after it
+    #: (the room's URL and token come with ``streaming.new``). Off by default: HeyGen's
+    #: official client joins after ``start``, and joining earlier is proven only against
+    #: the emulator, not the real service (docs/PERFORMANCE.md measures what it saves).
+    livekit_during_start: bool = False
 
     def __post_init__(self) -> None:
         if self.realtime and self.voice_chat:
@@ -215,9 +220,17 @@ class HeyGenSession(AvatarSession):
         if cancelled:
             raise asyncio.CancelledError
         logger.info(f"HeyGen session {info.session_id} created")
-        await self._client.start_session(info.session_id)
+        room_early = opts.livekit and opts.livekit_during_start
+        if room_early:
+            async with asyncio.timeout(opts.connect_timeout_s):
+                await all_or_nothing([
+                    self._client.start_session(info.session_id),
+                    self._connect_room(info.url, info.access_token.get_secret_value()),
+                ])
+        else:
+            await self._client.start_session(info.session_id)
         connects: list[Awaitable[None]] = []
-        if opts.livekit:
+        if opts.livekit and not room_early:
             connects.append(self._connect_room(info.url, info.access_token.get_secret_value()))
         if opts.voice_chat:
             connects.append(self._connect_voice_chat())

@@ -1,0 +1,466 @@
+"""``heygen-agent bench --sessions``: whole sessions timed against the emulator and a real
+LiveKit server, each figure beside a baseline timed in the same run.
+
+The hot-path benchmark (:mod:`agent.bench`) times functions; what a user waits for is a
+session: how soon the avatar shows up, how soon HeyGen hears the end of a turn, how soon
+the avatar's lips move to the bot's speech, and how many sessions one machine carries.
+Those depend on round trips, so the emulator runs in its own process with a delay added
+to every REST answer and WebSocket handshake (50 ms by default: HeyGen across an ocean).
+
+1. **Start → first avatar frame**, video and audio: ours (LiveKit and the voice-chat
+   socket connected concurrently, :mod:`agent.heygen.session`) against a baseline that
+   does each step after the previous one, as HeyGen's official client and Pipecat do; and
+   the opt-in ``livekit_during_start`` (off by default: unproven against the real service).
+   The variants alternate round by round; the ratio is the median of per-round ratios.
+2. **Turn latency**: end of speech in the input audio → ``user_stop`` from the emulator,
+   with the emulator's detector stop delay (its hangover) shown apart.
+3. **Lip-sync latency**: first TTS frame into ``session.speak_audio`` → first non-silent
+   frame of the avatar's audio track, against the floor (the same audio sent straight to
+   the realtime socket in one message); and drift over a long utterance, from the pacer's
+   releases (:func:`agent.heygen.pacing.measure_drift`) and the avatar audio's arrival.
+4. **Sessions per machine**: :func:`agent.soak.soak` for each N, video kept as I420 or
+   converted to RGB: CPU and memory per process, frames missed, event-loop lag.
+
+``python -m agent.session_bench --json FILE`` writes the figures;
+:mod:`agent.performance_report` turns them into ``docs/PERFORMANCE.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+from livekit import rtc
+
+from agent.bench_options import BenchConfig, config_from
+from agent.emulator.speech_detector import HANGOVER_S
+from agent.heygen import events as ev
+from agent.heygen.api import HeyGenClient
+from agent.heygen.pacing import Chunk, measure_drift
+from agent.heygen.protocol import realtime as rt
+from agent.heygen.session import HeyGenSession, SessionListener, SessionOptions
+from agent.soak import Decode, emulator_process, soak
+
+#: The TTS's rate in the lip-sync runs (what Pipecat's HeyGen services use).
+TTS_RATE = 24_000
+MIC_RATE = 16_000
+FRAME_S = 0.02
+#: An avatar audio frame louder than this (peak, s16) is speech, not silence.
+SILENCE_PEAK = 200
+FIRST_MEDIA_TIMEOUT_S = 30.0
+
+
+def speech_like(seconds: float, rate: int) -> bytes:
+    """A warble that is never silent: stands in for speech, cheap to make."""
+    t = np.arange(int(seconds * rate)) / rate
+    wave = 3000 * np.sin(2 * math.pi * 180 * t) * (0.6 + 0.4 * np.sin(2 * math.pi * 3 * t))
+    return wave.astype("<i2").tobytes()
+
+
+def frames(pcm: bytes, rate: int) -> list[bytes]:
+    step = int(rate * FRAME_S) * 2
+    return [pcm[i : i + step] for i in range(0, len(pcm), step)]
+
+
+def ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
+def summary(values: Sequence[float]) -> dict[str, float]:
+    """Median, min, max and p90 of ``values`` (already in the unit wanted)."""
+    if not values:
+        return {"median": float("nan"), "min": float("nan"), "max": float("nan"),
+                "p90": float("nan"), "n": 0}
+    return {"median": round(statistics.median(values), 1), "min": round(min(values), 1),
+            "max": round(max(values), 1),
+            "p90": round(float(np.percentile(values, 90)), 1), "n": len(values)}
+
+
+# ---------------------------------------------------------------------- the avatar's media
+
+
+class AvatarMedia(SessionListener):
+    """Watches the avatar's tracks: the first video and audio frame, and for audio every
+    frame's arrival and whether it was silent."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.first_video: asyncio.Future[float] = self.loop.create_future()
+        self.first_audio: asyncio.Future[float] = self.loop.create_future()
+        #: (arrival, seconds of audio, non-silent)
+        self.audio: list[tuple[float, float, bool]] = []
+        self.tasks: list[asyncio.Task[None]] = []
+        self.user_stops: list[float] = []
+        self.changed = asyncio.Event()
+
+    async def on_track(self, track: rtc.Track, participant: rtc.RemoteParticipant) -> None:
+        if track.kind == rtc.TrackKind.KIND_VIDEO:
+            self.tasks.append(asyncio.create_task(self._video(rtc.VideoStream(track))))
+        elif track.kind == rtc.TrackKind.KIND_AUDIO:
+            self.tasks.append(asyncio.create_task(self._audio(rtc.AudioStream(track))))
+
+    async def on_event(self, event: ev.AvatarEvent) -> None:
+        if isinstance(event, ev.UserStoppedSpeaking):
+            self.user_stops.append(self.loop.time())
+            self.changed.set()
+
+    async def _video(self, stream: rtc.VideoStream) -> None:
+        try:
+            async for _ in stream:
+                if not self.first_video.done():
+                    self.first_video.set_result(self.loop.time())
+        finally:
+            await stream.aclose()
+
+    async def _audio(self, stream: rtc.AudioStream) -> None:
+        try:
+            async for event in stream:
+                now = self.loop.time()
+                frame = event.frame
+                if not self.first_audio.done():
+                    self.first_audio.set_result(now)
+                samples = np.frombuffer(frame.data, np.int16)
+                loud = bool(samples.size) and int(np.abs(samples).max()) > SILENCE_PEAK
+                self.audio.append((now, frame.samples_per_channel / frame.sample_rate, loud))
+                self.changed.set()
+        finally:
+            await stream.aclose()
+
+    def first_loud_after(self, t0: float) -> float | None:
+        return next((t for t, _, loud in self.audio if loud and t >= t0), None)
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+# ---------------------------------------------------------------------- 1. start
+
+
+class SequentialSession(HeyGenSession):
+    """The baseline: HeyGen's official client and Pipecat's, each step after the previous
+    one — token, ``new``, ``start``, then LiveKit, then the voice-chat socket."""
+
+    async def _open(self) -> None:
+        opts = self.options
+        token = await self._heygen.create_token()
+        self._token = token.get_secret_value()
+        self._client = self._heygen.with_session_token(token)
+        info = await self._client.new_session(opts.request)
+        self.info = info
+        self._created(info.session_id)
+        await self._client.start_session(info.session_id)
+        async with asyncio.timeout(opts.connect_timeout_s):
+            await self._connect_room(info.url, info.access_token.get_secret_value())
+            await self._connect_voice_chat()
+        self._spawn(self._read_voice_chat(), "heygen-voice-chat")
+
+
+START_VARIANTS: dict[str, tuple[str, Callable[..., HeyGenSession], dict[str, Any]]] = {
+    "sequential": ("each step after the previous (official client, Pipecat)",
+                   SequentialSession, {}),
+    "concurrent": ("ours: LiveKit and the voice-chat socket at once (default)",
+                   HeyGenSession, {}),
+    "livekit_during_start": ("ours + LiveKit joined during streaming.start (opt-in)",
+                             HeyGenSession, {"livekit_during_start": True}),
+}
+
+
+async def _one_start(client: HeyGenClient, variant: str) -> dict[str, float]:
+    _, cls, extra = START_VARIANTS[variant]
+    media = AvatarMedia()
+    session = cls(client, SessionOptions(keep_alive_interval_s=None, **extra), media)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    try:
+        await session.start()
+        started = loop.time()
+        async with asyncio.timeout(FIRST_MEDIA_TIMEOUT_S):
+            video, audio = await asyncio.gather(media.first_video, media.first_audio)
+        return {"start_ms": ms(started - began), "video_ms": ms(video - began),
+                "audio_ms": ms(audio - began)}
+    finally:
+        await session.stop(reason="bench")
+        await media.close()
+
+
+async def bench_start(client: HeyGenClient, rounds: int) -> dict[str, Any]:
+    runs: dict[str, list[dict[str, float]]] = {v: [] for v in START_VARIANTS}
+    for i in range(rounds):
+        order = list(START_VARIANTS)
+        if i % 2:
+            order.reverse()  # neither variant always runs first
+        for variant in order:
+            runs[variant].append(await _one_start(client, variant))
+    out: dict[str, Any] = {"rounds": rounds, "variants": {}}
+    for variant, results in runs.items():
+        out["variants"][variant] = {
+            "description": START_VARIANTS[variant][0],
+            **{key: summary([r[key] for r in results])
+               for key in ("start_ms", "video_ms", "audio_ms")},
+            **({} if variant == "sequential" else {"ratio": {
+                key: round(statistics.median(
+                    r[key] / b[key] for r, b in zip(results, runs["sequential"], strict=True)
+                ), 3) for key in ("start_ms", "video_ms", "audio_ms")}}),
+        }
+    return out
+
+
+# ---------------------------------------------------------------------- 2. turn latency
+
+
+async def bench_turn(client: HeyGenClient, rounds: int) -> dict[str, Any]:
+    """Stream rounds of silence, speech, silence in real time; each ``user_stop`` is
+    matched with the end of the speech before it."""
+    media = AvatarMedia()
+    session = HeyGenSession(client, SessionOptions(keep_alive_interval_s=None), media)
+    loop = asyncio.get_running_loop()
+    speech = frames(speech_like(1.0, MIC_RATE), MIC_RATE)
+    quiet = frames(bytes(int(MIC_RATE * 0.5) * 2), MIC_RATE)
+    tail = frames(bytes(int(MIC_RATE * (HANGOVER_S + 0.6)) * 2), MIC_RATE)
+    ends: list[float] = []
+    try:
+        await session.start()
+        deadline = loop.time()
+        for _ in range(rounds):
+            for part in (quiet, speech, tail):
+                for frame in part:
+                    deadline += FRAME_S
+                    await asyncio.sleep(max(0.0, deadline - loop.time()))
+                    await session.send_audio(frame, MIC_RATE)
+                if part is speech:
+                    ends.append(loop.time())  # the last speech frame just left the mic
+        await asyncio.sleep(0.3)
+    finally:
+        await session.stop(reason="bench")
+        await media.close()
+    latencies = []
+    for end in ends:
+        stop = next((s for s in media.user_stops if s >= end), None)
+        if stop is not None and stop - end < 2 * HANGOVER_S + 1:
+            latencies.append(stop - end)
+    return {
+        "rounds": rounds,
+        "user_stops": len(media.user_stops),
+        "vad_stop_delay_ms": ms(HANGOVER_S),
+        "end_to_user_stop_ms": summary([ms(x) for x in latencies]),
+        "agent_side_ms": summary([ms(x - HANGOVER_S) for x in latencies]),
+        "target_agent_side_ms": 20,
+    }
+
+
+# ---------------------------------------------------------------------- 3. lip-sync
+
+
+async def _until_quiet(media: AvatarMedia, quiet_s: float, limit_s: float) -> None:
+    """Wait until the avatar's audio has been silent for ``quiet_s``."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + limit_s
+    while loop.time() < end:
+        loud = [t for t, _, is_loud in media.audio if is_loud]
+        if media.audio and (not loud or loop.time() - loud[-1] > quiet_s):
+            return
+        await asyncio.sleep(0.05)
+
+
+async def _first_loud(media: AvatarMedia, t0: float) -> float:
+    async with asyncio.timeout(FIRST_MEDIA_TIMEOUT_S):
+        while (first := media.first_loud_after(t0)) is None:
+            media.changed.clear()
+            await media.changed.wait()
+    return first
+
+
+async def bench_lipsync(client: HeyGenClient, rounds: int, utterance_s: float) -> dict[str, Any]:
+    media = AvatarMedia()
+    options = SessionOptions(voice_chat=False, realtime=True, keep_alive_interval_s=None)
+    session = HeyGenSession(client, options, media)
+    loop = asyncio.get_running_loop()
+    tts = frames(speech_like(1.0, TTS_RATE), TTS_RATE)
+    whole = b"".join(tts)
+    ours: list[float] = []
+    floor: list[float] = []
+    try:
+        await session.start()
+        await asyncio.wait_for(media.first_audio, FIRST_MEDIA_TIMEOUT_S)
+        for i in range(rounds):
+            for variant in (("ours", "floor") if i % 2 == 0 else ("floor", "ours")):
+                await _until_quiet(media, 0.3, 10)
+                t0 = loop.time()
+                if variant == "ours":
+                    for frame in tts:  # a TTS is faster than real time: all at once
+                        await session.speak_audio(frame, TTS_RATE)
+                    await session.end_speech()
+                else:  # the floor: the same audio straight to the socket, one message
+                    event_id = uuid.uuid4().hex
+                    await session._send_realtime(rt.Command(rt.AGENT_SPEAK, event_id=event_id,
+                                                            audio=whole))
+                    await session._send_realtime(rt.Command(rt.AGENT_SPEAK_END,
+                                                            event_id=event_id))
+                (ours if variant == "ours" else floor).append(await _first_loud(media, t0) - t0)
+        drift = await _drift(session, media, utterance_s)
+    finally:
+        await session.stop(reason="bench")
+        await media.close()
+    return {
+        "rounds": rounds,
+        "first_audio_ms": summary([ms(x) for x in ours]),
+        "floor_first_audio_ms": summary([ms(x) for x in floor]),
+        "ratio": round(statistics.median(o / f for o, f in zip(ours, floor, strict=True)), 3),
+        "added_ms": summary([ms(o - f) for o, f in zip(ours, floor, strict=True)]),
+        "target_added_ms": 50,
+        "drift": drift,
+    }
+
+
+async def _drift(session: HeyGenSession, media: AvatarMedia, utterance_s: float) -> dict[str, Any]:
+    """One long utterance, pushed as fast as a TTS makes it: how its releases and the
+    avatar's audio kept to real time."""
+    loop = asyncio.get_running_loop()
+    releases: list[tuple[float, float]] = []
+    send = session._send_speech
+
+    async def recorded(chunk: Chunk) -> None:
+        releases.append((loop.time(), chunk.offset_s))
+        await send(chunk)
+
+    session._send_speech = recorded  # type: ignore[method-assign]
+    await _until_quiet(media, 0.3, 10)
+    heard_from = len(media.audio)
+    t0 = loop.time()
+    for frame in frames(speech_like(utterance_s, TTS_RATE), TTS_RATE):
+        await session.speak_audio(frame, TTS_RATE)
+    await session.end_speech()
+    await _first_loud(media, t0)
+    await asyncio.sleep(utterance_s * 0.9)
+    await _until_quiet(media, 1.0, utterance_s + 20)
+    session._send_speech = send  # type: ignore[method-assign]
+    pacer = measure_drift(releases)
+    loud = [(t, d) for t, d, is_loud in media.audio[heard_from:] if is_loud]
+    played, lags = 0.0, []
+    for t, d in loud:
+        lags.append(t - loud[0][0] - played)  # > 0: behind real time
+        played += d
+    window = max(1, min(50, len(lags) // 10))
+    behind = (statistics.median(lags[-window:]) - statistics.median(lags[:window])) if lags else 0
+    span = (loud[-1][0] - loud[0][0]) if loud else 0.0
+    return {
+        "utterance_s": utterance_s,
+        "avatar_audio_s": round(played, 2),
+        "pacer_max_lead_ms": ms(pacer.max_lead_s),
+        "pacer_max_lag_ms": ms(pacer.max_lag_s),
+        "pacer_final_lead_ms": ms(pacer.final_lead_s),
+        "avatar_behind_ms": ms(behind),
+        "avatar_behind_ms_per_min": ms(behind / span * 60) if span else 0.0,
+        "target_ms_per_min": 40,
+    }
+
+
+# ---------------------------------------------------------------------- 4. sessions
+
+
+async def bench_sessions(counts: Sequence[int], seconds: float,
+                         decodes: Sequence[Decode]) -> dict[str, Any]:
+    runs = []
+    for decode in decodes:
+        for n in counts:
+            report = (await soak(n, seconds, decode)).as_dict()
+            sessions = report.pop("per_session")
+            report["video_frames"] = sum(s["video_frames"] for s in sessions)
+            report["video_frames_missed"] = sum(s["video_frames_missed"] for s in sessions)
+            report["longest_video_gap_s"] = max(s["longest_video_gap_s"] for s in sessions)
+            report["problems"] = [p for s in sessions for p in s["problems"]]
+            runs.append(report)
+    from agent.performance_report import per_added_session
+
+    return {"seconds": seconds, "runs": runs, "per_added_session": per_added_session(runs)}
+
+
+# ---------------------------------------------------------------------- the whole run
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as f:
+        cpu = next((line.split(":", 1)[1].strip() for line in f
+                    if line.startswith("model name")), cpu)
+    mem_gb = 0.0
+    with contextlib.suppress(OSError, StopIteration), open("/proc/meminfo",
+                                                           encoding="ascii") as f:
+        total_kb = int(next(line for line in f if line.startswith("MemTotal")).split()[1])
+        mem_gb = round(total_kb / 2**20, 1)
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": mem_gb,
+            "python": platform.python_version(), "system": platform.platform(),
+            "load_average_at_start": list(os.getloadavg()),
+            "livekit_rtc": getattr(rtc, "__version__", "?")}
+
+
+async def run(config: BenchConfig, log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    began = time.time()
+    out: dict[str, Any] = {"generated": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+                           "machine": machine(), "config": asdict(config)}
+    args = ["--latency-ms", f"{config.latency_ms:g}"]
+    async with (
+        emulator_process(max_sessions=4, extra_args=args) as (base_url, _),
+        HeyGenClient("bench-key", base_url=base_url) as client,
+    ):
+        log("start → first avatar frame")
+        out["start"] = await bench_start(client, config.start_rounds)
+        log("turn latency")
+        out["turn"] = await bench_turn(client, config.turn_rounds)
+        log("lip-sync latency and drift")
+        out["lipsync"] = await bench_lipsync(client, config.lipsync_rounds, config.utterance_s)
+    log("sessions per machine")
+    out["sessions"] = await bench_sessions(config.session_counts, config.soak_s,
+                                           config.decodes)
+    out["elapsed_s"] = round(time.time() - began, 1)
+    return out
+
+
+def quiet_logs() -> None:
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level="ERROR")
+    # LiveKit's native side reports each frame a slow reader misses: counted instead.
+    logging.getLogger("livekit").setLevel(logging.ERROR)
+
+
+def main_with(args: argparse.Namespace) -> int:
+    quiet_logs()
+    data = asyncio.run(run(config_from(args), lambda m: print(f"==> {m}", file=sys.stderr)))
+    text = json.dumps(data, indent=2)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+    from agent.performance_report import table
+
+    print(table(data))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from agent.bench_options import add_arguments
+
+    parser = argparse.ArgumentParser(prog="python -m agent.session_bench", description=__doc__)
+    add_arguments(parser)
+    return main_with(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
