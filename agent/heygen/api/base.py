@@ -29,12 +29,14 @@ from pydantic import SecretStr
 
 from agent.heygen.api.errors import (
     APIError,
+    AuthenticationError,
     ConfigurationError,
     ConnectError,
     HeyGenError,
     InvalidResponseError,
     RequestTimeout,
     TransportError,
+    WrongServiceKeyError,
     api_error,
 )
 from agent.heygen.ledger import fingerprint
@@ -152,12 +154,31 @@ class RestClient:
             _retry_after(response),
         )
 
+    #: HeyGen's other API: its key, given here, is the likely mistake when a key is refused
+    other_service: ClassVar[Service | None] = None
+    #: added to a refused key's error: in general; when it is the other API's key (from
+    #: that API's environment variable); when the service said whose key it is
+    key_hint: ClassVar[str] = ""
+    other_key_hint: ClassVar[str] = ""
+    said_so_hint: ClassVar[str] = ""
+
     def _api_error(
         self, endpoint: Endpoint, status: int, code: int | None, message: str,
         retry_after: float | None,
     ) -> APIError:
-        return api_error(endpoint=endpoint.path, status=status, code=code,
-                         message=self._redact(message), retry_after=retry_after)
+        error = api_error(endpoint=endpoint.path, status=status, code=code,
+                          message=self._redact(message), retry_after=retry_after)
+        if (endpoint.auth != "api_key" or not isinstance(error, AuthenticationError)
+                or self.other_service is None):
+            return error
+        # A refused key: say what the other API's key given here would mean.
+        other = bool(self._api_key) and self._api_key == resolve_api_key(None,
+                                                                         self.other_service)
+        said_so = isinstance(error, WrongServiceKeyError)
+        cls: type[APIError] = WrongServiceKeyError if other or said_so else type(error)
+        hint = self.other_key_hint if other else self.said_so_hint if said_so else self.key_hint
+        return cls(endpoint=error.endpoint, status=status, code=code,
+                   message=f"{error.message} ({hint})", retry_after=retry_after)
 
     def _checked(self, parse: Callable[[], T]) -> T:
         """``parse()``, its :class:`ProtocolError` turned into a redacted

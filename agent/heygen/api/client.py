@@ -14,10 +14,8 @@ from typing import Any, ClassVar, TypeVar
 from pydantic import BaseModel, SecretStr
 
 from agent.heygen.api.base import RestClient
-from agent.heygen.api.errors import APIError, AuthenticationError, WrongServiceKeyError
 from agent.heygen.protocol import interactive as ia
-from agent.heygen.protocol._rest import Endpoint
-from agent.heygen.settings import HEYGEN, LIVEAVATAR, Service, resolve_api_key
+from agent.heygen.settings import HEYGEN, LIVEAVATAR, Service
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -42,6 +40,10 @@ class HeyGenClient(RestClient):
 
     service: ClassVar[Service] = HEYGEN
     api_key_header: ClassVar[str] = ia.API_KEY_HEADER
+    other_service: ClassVar[Service | None] = LIVEAVATAR
+    key_hint: ClassVar[str] = KEY_HINT
+    other_key_hint: ClassVar[str] = LIVEAVATAR_KEY_HINT
+    said_so_hint: ClassVar[str] = KEY_HINT
 
     # ------------------------------------------------------------------ endpoints
 
@@ -101,21 +103,6 @@ class HeyGenClient(RestClient):
 
     async def check_key(self) -> None:
         await self.list_avatars()
-
-    def _api_error(
-        self, endpoint: Endpoint, status: int, code: int | None, message: str,
-        retry_after: float | None,
-    ) -> APIError:
-        """A refused key: say what a LiveAvatar key given here would mean."""
-        error = super()._api_error(endpoint, status, code, message, retry_after)
-        if endpoint.auth != "api_key" or not isinstance(error, AuthenticationError):
-            return error
-        in_liveavatar_env = bool(self._api_key) and self._api_key == resolve_api_key(
-            None, LIVEAVATAR)
-        cls = WrongServiceKeyError if in_liveavatar_env else type(error)
-        hint = LIVEAVATAR_KEY_HINT if in_liveavatar_env else KEY_HINT
-        return cls(endpoint=error.endpoint, status=status, code=code,
-                   message=f"{error.message} ({hint})", retry_after=retry_after)
 
     async def list_avatars(self) -> list[ia.AvatarInfo]:
         body = await self._send(ia.LIST_AVATARS, None)

@@ -22,16 +22,13 @@ from pydantic import BaseModel
 
 from agent.heygen.api.base import RestClient
 from agent.heygen.api.errors import (
-    APIError,
-    AuthenticationError,
     ConfigurationError,
     InvalidResponseError,
-    WrongServiceKeyError,
 )
 from agent.heygen.ledger import Record
 from agent.heygen.protocol._rest import Endpoint
 from agent.heygen.protocol.liveavatar import rest as la
-from agent.heygen.settings import HEYGEN, LIVEAVATAR, Service, resolve_api_key
+from agent.heygen.settings import HEYGEN, LIVEAVATAR, Service
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -53,6 +50,10 @@ class LiveAvatarClient(RestClient):
 
     service: ClassVar[Service] = LIVEAVATAR
     api_key_header: ClassVar[str] = la.API_KEY_HEADER
+    other_service: ClassVar[Service | None] = HEYGEN
+    key_hint: ClassVar[str] = KEY_HINT
+    other_key_hint: ClassVar[str] = HEYGEN_KEY_HINT
+    said_so_hint: ClassVar[str] = SAID_SO_HINT
 
     # ------------------------------------------------------------------ session
 
@@ -139,16 +140,3 @@ class LiveAvatarClient(RestClient):
         envelope = la.parse_envelope(payload)
         return envelope.code, envelope.message
 
-    def _api_error(
-        self, endpoint: Endpoint, status: int, code: int | None, message: str,
-        retry_after: float | None,
-    ) -> APIError:
-        error = super()._api_error(endpoint, status, code, message, retry_after)
-        if endpoint.auth != "api_key" or not isinstance(error, AuthenticationError):
-            return error
-        in_heygen_env = bool(self._api_key) and self._api_key == resolve_api_key(None, HEYGEN)
-        said_so = isinstance(error, WrongServiceKeyError)
-        cls = WrongServiceKeyError if in_heygen_env or said_so else type(error)
-        hint = HEYGEN_KEY_HINT if in_heygen_env else SAID_SO_HINT if said_so else KEY_HINT
-        return cls(endpoint=error.endpoint, status=status, code=code,
-                   message=f"{error.message} ({hint})", retry_after=retry_after)
