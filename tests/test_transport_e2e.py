@@ -527,3 +527,41 @@ async def test_liveavatar_full_says_which_participant_never_came(
                 await session.start()
         assert "participant 'heygen'" in str(caught.value) and caught.value.retryable
         assert emulator.emulator.registry.counts()["open"] == 0
+
+
+async def test_video_that_no_one_uses_is_not_received(emulator: EmulatorServer,
+                                                      tmp_path: Path) -> None:
+    """With video off, the avatar's video track is never subscribed (LiveKit neither
+    receives nor decodes it); its voice still comes, and the session runs as before."""
+    from livekit import rtc
+
+    wav = tmp_path / "s.wav"
+    speech_wav(wav, "hi")
+    transport = HeyGenTransport(api_key="novideo-key-1", base_url=emulator.base_url,
+                                params=HeyGenParams(video_enabled=False))
+    collector = Collector()
+    await run_until([WavFileInput(wav), transport.output(), transport.input(), collector],
+                    collector.until(lambda: collector.count(OutputAudioRawFrame) > 50),
+                    "the avatar's voice")
+    room = transport.session.room
+    assert room is not None
+    publications = [p for who in room.remote_participants.values()
+                    for p in who.track_publications.values()]
+    video = [p for p in publications if p.kind == rtc.TrackKind.KIND_VIDEO]
+    audio = [p for p in publications if p.kind == rtc.TrackKind.KIND_AUDIO]
+    assert video and not any(p.subscribed for p in video), "the video was not subscribed"
+    assert audio and all(p.subscribed for p in audio)
+    assert collector.count(OutputImageRawFrame) == 0
+
+
+def test_a_file_with_no_video_output_does_not_receive_video(tmp_path: Path) -> None:
+    from agent.pipeline.builder import build
+    from agent.pipeline.loader import load_agent_file
+
+    config = tmp_path / "a.yaml"
+    for outputs, wanted in (("[{type: none}]", False), ("[{type: speaker}]", False),
+                            ("[{type: viewer, port: 0}]", True)):
+        config.write_text("heygen: {base_url: 'http://127.0.0.1:9', api_key: k-123456}\n"
+                          f"input: {{type: none}}\noutputs: {outputs}\n")
+        file, specs = load_agent_file(config)
+        assert build(file, specs, base_dir=tmp_path).transport.params.video_enabled is wanted

@@ -76,6 +76,9 @@ class LifeOptions:
     #: Record the session locally until its stop is confirmed, and stop sessions that a
     #: killed process of this key left behind (see :mod:`agent.heygen.ledger`).
     record: bool = True
+    #: Subscribe to the avatar's video. Off when nothing uses it: LiveKit then neither
+    #: receives nor decodes it (the audio, and the media watch, go on as before).
+    video: bool = True
 
     # Each backend's options know their client and their session, so that whoever holds
     # options (the transport, the YAML builder) never asks which backend they are for.
@@ -460,6 +463,10 @@ class AvatarSession(ABC):
             except ProtocolError as exc:
                 logger.warning(f"HeyGen data event ignored: {exc}")
 
+        @room.on("track_published")
+        def _published(publication: rtc.RemoteTrackPublication, _who: Any) -> None:
+            self._subscribe(publication)
+
         @room.on("participant_connected")
         def _joined(participant: rtc.RemoteParticipant) -> None:
             self._on_participant(participant.identity)
@@ -488,10 +495,20 @@ class AvatarSession(ABC):
         # A connect cancelled half-way leaves LiveKit's native side waiting ~10 s for the
         # room it is still joining (and the process cannot exit meanwhile): let it finish,
         # then honour the cancel; the shutdown disconnects the room properly.
-        _, cancelled = await despite_cancel(room.connect(url, token))
+        # Subscriptions are ours to choose: no video that no one watches.
+        options = rtc.RoomOptions(auto_subscribe=False)
+        _, cancelled = await despite_cancel(room.connect(url, token, options))
+        for participant in room.remote_participants.values():  # there before we joined
+            for publication in participant.track_publications.values():
+                self._subscribe(publication)
         if cancelled:
             raise asyncio.CancelledError
         logger.debug(f"HeyGen session {self.session_id}: LiveKit room joined")
+
+    def _subscribe(self, publication: rtc.RemoteTrackPublication) -> None:
+        if publication.kind == rtc.TrackKind.KIND_VIDEO and not self.life.video:
+            return
+        publication.set_subscribed(True)
 
     def _watch_media(self, reason: str) -> None:
         """Stop the session unless the avatar's media is back within the grace time."""

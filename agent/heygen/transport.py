@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections import deque
 from typing import Any, Literal
 
@@ -139,9 +140,11 @@ class HeyGenTransport(BaseTransport):
         self._owns_client = client is None
         # The options choose the backend: SessionOptions for Interactive Avatar,
         # LiveAvatarOptions for LiveAvatar; nothing below asks which.
-        options = session_options or SessionOptions()
-        self.client = client or options.open_client(api_key, base_url)
         self.params = params or HeyGenParams()
+        options = session_options or SessionOptions()
+        if not self.params.video_enabled:  # no one takes the video: do not receive it
+            options = dataclasses.replace(options, video=False)
+        self.client = client or options.open_client(api_key, base_url)
         self.session: AvatarSession = options.new_session(self.client, _Listener(self))
         self._input = HeyGenInput(self)
         self._output = HeyGenOutput(self)

@@ -83,6 +83,10 @@ def build(
     options = heygen.session_options(brain=file.brain.face if file.brain else None)
     client = options.open_client(key, base_url or heygen.base_url)
     params = HeyGenParams.model_validate(file.video.model_dump()) if file.video else HeyGenParams()
+    if file.video is None and all(o.type in ("speaker", "none") for o in file.outputs):
+        # No output shows or records video: not received, not decoded (a processor that
+        # wants frames says so with a video: section).
+        params = params.model_copy(update={"video_enabled": False})
     if params.video_format == "auto":
         # A file's outputs are this project's, which read LiveKit's I420 as it comes:
         # converting every frame to RGB would cost CPU for no one.
