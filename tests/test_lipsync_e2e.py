@@ -7,6 +7,7 @@ avatar's voice and video come back from ``input()`` through a real LiveKit room.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from pipecat.frames.frames import (
     TTSAudioRawFrame,
     TTSStartedFrame,
     TTSStoppedFrame,
+    VADUserStartedSpeakingFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
@@ -183,3 +185,27 @@ async def test_an_interruption_cuts_lip_synced_speech_and_drops_the_rest(
     sent_s = sum(t["audio_bytes"] for t in session.tasks) / 2 / 24_000
     assert sent_s < long_s, "the queued rest of the speech was dropped, not sent"
     assert emulator.emulator.registry.counts()["open"] == 0
+
+
+@both_backends
+async def test_the_user_speaking_to_a_silent_avatar_interrupts_nothing(
+    emulator: EmulatorServer, backend: Backend
+) -> None:
+    """Lip-sync: a user turn while the avatar is silent and no speech is queued sends no
+    interrupt (with HeyGen, each would be a request for nothing)."""
+    transport = HeyGenTransport(api_key=backend.key, base_url=emulator.base_url,
+                                session_options=backend.lipsync())
+    interrupted = asyncio.Event()
+
+    @transport.event_handler("on_session_started")
+    async def started(t: HeyGenTransport, session_id: str) -> None:
+        await transport.output().queue_frame(VADUserStartedSpeakingFrame())
+        await transport.output().queue_frame(InterruptionFrame())
+        interrupted.set()
+
+    collector = Collector()
+    await run_until([transport.output(), transport.input(), collector],
+                    collector.until(lambda: interrupted.is_set()
+                                    and collector.count(InterruptionFrame) >= 1),
+                    "the user's turn passed the transport")
+    assert backend.interrupts(emulator) == 0

@@ -220,6 +220,11 @@ class AvatarSession(ABC):
         """The avatar lip-syncs audio the bot sends (:meth:`speak_audio`), in this mode."""
         return False
 
+    @property
+    def speech_pending(self) -> bool:
+        """The bot's speech is still being taken in or waits to be sent."""
+        return self._pacer.speaking or self._pacer.queued_s > 0
+
     async def _send_speech(self, chunk: Chunk) -> None:
         """Send one paced chunk of the bot's speech (backends that take audio)."""
         raise NotImplementedError(f"{self.backend} in this mode takes no audio to lip-sync")

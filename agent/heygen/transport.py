@@ -454,7 +454,8 @@ class HeyGenOutput(FrameProcessor):
             # back from input() with the video, so the raw TTS audio goes no further.
             await self._speak(frame)
             return isinstance(frame, TTSAudioRawFrame)
-        speaking = t.avatar_speaking or t.session.takes_audio  # queued speech counts too
+        # The avatar speaking, or the bot's speech still on its way to it.
+        speaking = t.avatar_speaking or t.session.speech_pending
         if (isinstance(frame, InterruptionFrame) and speaking) or (
             isinstance(frame, VADUserStartedSpeakingFrame)
             and t.params.interrupt_on_user_speech
