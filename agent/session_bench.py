@@ -32,7 +32,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import os
 import platform
 import statistics
@@ -53,7 +52,7 @@ from agent.heygen.api import HeyGenClient
 from agent.heygen.pacing import Chunk, measure_drift
 from agent.heygen.protocol import realtime as rt
 from agent.heygen.session import HeyGenSession, SessionListener, SessionOptions
-from agent.soak import Decode, emulator_process, soak
+from agent.soak import Decode, emulator_process, soak, speech_like
 
 #: The TTS's rate in the lip-sync runs (what Pipecat's HeyGen services use).
 TTS_RATE = 24_000
@@ -62,13 +61,8 @@ FRAME_S = 0.02
 #: An avatar audio frame louder than this (peak, s16) is speech, not silence.
 SILENCE_PEAK = 200
 FIRST_MEDIA_TIMEOUT_S = 30.0
-
-
-def speech_like(seconds: float, rate: int) -> bytes:
-    """A warble that is never silent: stands in for speech, cheap to make."""
-    t = np.arange(int(seconds * rate)) / rate
-    wave = 3000 * np.sin(2 * math.pi * 180 * t) * (0.6 + 0.4 * np.sin(2 * math.pi * 3 * t))
-    return wave.astype("<i2").tobytes()
+#: the stand-in speech's amplitude here (s16): well above SILENCE_PEAK
+LOUD = 3000
 
 
 def frames(pcm: bytes, rate: int) -> list[bytes]:
@@ -230,7 +224,7 @@ async def bench_turn(client: HeyGenClient, rounds: int) -> dict[str, Any]:
     media = AvatarMedia()
     session = HeyGenSession(client, SessionOptions(keep_alive_interval_s=None), media)
     loop = asyncio.get_running_loop()
-    speech = frames(speech_like(1.0, MIC_RATE), MIC_RATE)
+    speech = frames(speech_like(1.0, MIC_RATE, LOUD), MIC_RATE)
     quiet = frames(bytes(int(MIC_RATE * 0.5) * 2), MIC_RATE)
     tail = frames(bytes(int(MIC_RATE * (HANGOVER_S + 0.6)) * 2), MIC_RATE)
     ends: list[float] = []
@@ -291,7 +285,7 @@ async def bench_lipsync(client: HeyGenClient, rounds: int, utterance_s: float) -
     options = SessionOptions(voice_chat=False, realtime=True, keep_alive_interval_s=None)
     session = HeyGenSession(client, options, media)
     loop = asyncio.get_running_loop()
-    tts = frames(speech_like(1.0, TTS_RATE), TTS_RATE)
+    tts = frames(speech_like(1.0, TTS_RATE, LOUD), TTS_RATE)
     whole = b"".join(tts)
     ours: list[float] = []
     floor: list[float] = []
@@ -343,7 +337,7 @@ async def _drift(session: HeyGenSession, media: AvatarMedia, utterance_s: float)
     await _until_quiet(media, 0.3, 10)
     heard_from = len(media.audio)
     t0 = loop.time()
-    for frame in frames(speech_like(utterance_s, TTS_RATE), TTS_RATE):
+    for frame in frames(speech_like(utterance_s, TTS_RATE, LOUD), TTS_RATE):
         await session.speak_audio(frame, TTS_RATE)
     await session.end_speech()
     await _first_loud(media, t0)

@@ -167,16 +167,16 @@ def _stamp(frame: rtc.VideoFrame) -> tuple[int, int] | None:
     return read_stamp(red, w, h)
 
 
-def _speech_like(seconds: float) -> bytes:
-    """A quiet warble: audio that is not silence, cheap to make."""
-    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    wave = 2000 * np.sin(2 * math.pi * 180 * t) * (0.6 + 0.4 * np.sin(2 * math.pi * 3 * t))
+def speech_like(seconds: float, rate: int = SAMPLE_RATE, amplitude: float = 2000) -> bytes:
+    """A warble that is never silent: stands in for speech, cheap to make."""
+    t = np.arange(int(seconds * rate)) / rate
+    wave = amplitude * np.sin(2 * math.pi * 180 * t) * (0.6 + 0.4 * np.sin(2 * math.pi * 3 * t))
     return wave.astype("<i2").tobytes()
 
 
 async def _stream_audio(session: HeyGenSession, seconds: float, report: SessionReport) -> None:
     loop = asyncio.get_running_loop()
-    pcm = _speech_like(2.0)
+    pcm = speech_like(2.0)
     step = int(FRAME_S * SAMPLE_RATE) * 2
     deadline, position, frames = loop.time(), 0, int(seconds / FRAME_S)
     for _ in range(frames):

@@ -22,13 +22,15 @@ import asyncio
 import contextlib
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal, Self, TypeVar
 
+import websockets
 from livekit import rtc
 from loguru import logger
+from websockets.asyncio.client import ClientConnection
 
 from agent.heygen import events as ev
 from agent.heygen.api import HeyGenError, SessionStateError
@@ -556,6 +558,29 @@ class AvatarSession(ABC):
                 await source.capture_frame(rtc.AudioFrame(chunk, sample_rate, 1, len(chunk) // 2))
         finally:
             await source.aclose()
+
+    async def _read_until_closed(
+        self, ws: ClientConnection, part: str, *, closed: str, dropped: str,
+        handle: Callable[[str | bytes], ev.AvatarEvent],
+    ) -> None:
+        """Read a socket the session cannot go on without (LiveAvatar LITE, the realtime
+        socket): each message through ``handle`` (a ProtocolError is logged and skipped)
+        to the listener; when the socket ends, so does the (billed) session, with
+        ``closed`` or ``dropped (code N)`` as the reason."""
+        try:
+            async for message in ws:
+                try:
+                    event = handle(message)
+                except ProtocolError as exc:
+                    logger.warning(f"HeyGen {part} message ignored: {exc}")
+                    continue
+                await self._notify(self.listener.on_event(event))
+            reason = closed
+        except websockets.ConnectionClosedError as exc:
+            code = exc.rcvd.code if exc.rcvd is not None else 1006
+            reason = f"{dropped} (code {code})"
+            await self._notify(self.listener.on_connection_lost(part, reason))
+        self._spawn(self.stop(reason=reason), "heygen-stop")
 
     async def _deliver_events(self, events: asyncio.Queue[ev.AvatarEvent]) -> None:
         while True:

@@ -44,7 +44,6 @@ from agent.heygen.backend import (
 )
 from agent.heygen.ledger import Record
 from agent.heygen.pacing import Chunk
-from agent.heygen.protocol import ProtocolError
 from agent.heygen.protocol.liveavatar import rest as la
 from agent.heygen.protocol.liveavatar import room as lar
 from agent.heygen.protocol.liveavatar import socket as las
@@ -265,33 +264,25 @@ class LiveAvatarSession(AvatarSession):
         logger.debug(f"LiveAvatar session {self.session_id}: socket connected")
 
     async def _read_socket(self) -> None:
-        ws = self._ws
-        assert ws is not None
-        try:
-            async for message in ws:
-                try:
-                    event = las.parse_server_event(message)
-                except ProtocolError as exc:
-                    logger.warning(f"LiveAvatar socket message ignored: {exc}")
-                    continue
-                if event.type == las.STATE_UPDATED:
-                    if event.state == las.CONNECTED:
-                        self._connected.set()
-                    elif event.state in (las.CLOSING, las.CLOSED):
-                        self._connected.clear()
-                if event.type == las.SPEAK_STARTED:
-                    self.speaking_event = event.event_id
-                elif event.type in (las.SPEAK_ENDED, las.SPEAK_INTERRUPTED):
-                    self.speaking_event = None
-                    self._unfinished.discard(event.event_id)
-                await self._notify(self.listener.on_event(self._events.from_socket(event)))
-            reason = "LiveAvatar closed the session's socket"
-        except websockets.ConnectionClosedError as exc:
-            code = exc.rcvd.code if exc.rcvd is not None else 1006
-            reason = f"LiveAvatar socket dropped (code {code})"
-            await self._notify(self.listener.on_connection_lost("socket", reason))
-        # Without the socket a LITE session can say nothing: end it (billed) cleanly.
-        self._spawn(self.stop(reason=reason), "liveavatar-stop")
+        assert self._ws is not None
+        # Without the socket a LITE session can say nothing: it ends with it.
+        await self._read_until_closed(
+            self._ws, "socket", closed="LiveAvatar closed the session's socket",
+            dropped="LiveAvatar socket dropped", handle=self._on_socket_message)
+
+    def _on_socket_message(self, message: str | bytes) -> ev.AvatarEvent:
+        event = las.parse_server_event(message)
+        if event.type == las.STATE_UPDATED:
+            if event.state == las.CONNECTED:
+                self._connected.set()
+            elif event.state in (las.CLOSING, las.CLOSED):
+                self._connected.clear()
+        if event.type == las.SPEAK_STARTED:
+            self.speaking_event = event.event_id
+        elif event.type in (las.SPEAK_ENDED, las.SPEAK_INTERRUPTED):
+            self.speaking_event = None
+            self._unfinished.discard(event.event_id)
+        return self._events.from_socket(event)
 
     async def _send(self, command: las.Command) -> bool:
         """One command on the LITE socket once it is ``connected``; ``False`` if not."""

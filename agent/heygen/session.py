@@ -427,23 +427,12 @@ class HeyGenSession(AvatarSession):
         self._realtime = await self._open_socket(url, "realtime socket")
 
     async def _read_realtime(self) -> None:
-        ws = self._realtime
-        assert ws is not None
-        try:
-            async for message in ws:
-                try:
-                    event = rt.parse_server_event(message)
-                except ProtocolError as exc:
-                    logger.warning(f"HeyGen realtime message ignored: {exc}")
-                    continue
-                await self._notify(self.listener.on_event(self._events.from_realtime(event)))
-            reason = "HeyGen closed the realtime socket"
-        except websockets.ConnectionClosedError as exc:
-            code = exc.rcvd.code if exc.rcvd is not None else 1006
-            reason = f"realtime socket dropped (code {code})"
-            await self._notify(self.listener.on_connection_lost("realtime", reason))
-        # Without the socket the avatar can say nothing more: end the (billed) session.
-        self._spawn(self.stop(reason=reason), "heygen-stop")
+        assert self._realtime is not None
+        # Without the socket the avatar can say nothing more: the session ends with it.
+        await self._read_until_closed(
+            self._realtime, "realtime", closed="HeyGen closed the realtime socket",
+            dropped="realtime socket dropped",
+            handle=lambda message: self._events.from_realtime(rt.parse_server_event(message)))
 
     async def _send_realtime(self, command: rt.Command) -> None:
         ws = self._realtime
