@@ -46,6 +46,7 @@ BROKEN = [
     ("processor-arg-type", OK_HEAD + "processors:\n  - name: latency_probe\n    args: {log: maybe}\n", ["6:12: processors[0].args.log: Input should be a valid boolean, unable to interpret input"]),
     ("processor-entry-malformed", OK_HEAD + "processors:\n  - {args: {}}\n", ["5:5: processors[0].name: required key is missing"]),
     ("missing-env", "heygen:\n  api_key: ${HEYGEN_TEST_UNSET_VAR}\n", ["2:12: heygen.api_key: environment variable HEYGEN_TEST_UNSET_VAR is not set"]),
+    ("missing-env-required", "heygen:\n  backend: liveavatar\n  liveavatar:\n    avatar_id: ${HEYGEN_TEST_UNSET_VAR}\n", ["4:16: heygen.liveavatar.avatar_id: environment variable HEYGEN_TEST_UNSET_VAR is not set"]),
     ("bad-version", "version: 2\n" + OK_HEAD, ["1:10: version: expected 1"]),
     ("duplicate-key", "heygen:\n  session:\n    quality: low\n    quality: high\n", ["4:5: heygen.session.quality: duplicate key; already set on line 3"]),
     ("liveavatar-needs-avatar", "heygen:\n  backend: liveavatar\n  liveavatar:\n    mode: full\n", ["4:5: heygen.liveavatar: avatar_id is required outside the sandbox (sandbox: true uses the sandbox avatar)"]),

@@ -141,11 +141,16 @@ def _load(
         Problem(name, line, column, _display(path), f"duplicate key; already set on line {first}")
         for path, (line, column), first in marks.duplicates
     ]
+    said = len(problems)
     data = _interpolate(data, (), problems, marks, name)
     try:
         file: PipelineFile | None = PipelineFile.model_validate(data)
     except ValidationError as exc:
-        problems += [_problem(error, data, marks, name) for error in exc.errors()]
+        # A setting whose ${VAR} is unset was already said once; its empty stand-in
+        # failing validation would only say it again.
+        unset = {p.key for p in problems[said:]}
+        problems += [problem for problem in (_problem(e, data, marks, name) for e in exc.errors())
+                     if problem.key not in unset]
         file = None
     specs: list[ProcessorSpec] = []
     if resolve_processors:
