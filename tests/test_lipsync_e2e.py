@@ -24,6 +24,7 @@ from pipecat.frames.frames import (
     OutputAudioRawFrame,
     OutputImageRawFrame,
     StartFrame,
+    TextFrame,
     TTSAudioRawFrame,
     TTSStartedFrame,
     TTSStoppedFrame,
@@ -209,3 +210,33 @@ async def test_the_user_speaking_to_a_silent_avatar_interrupts_nothing(
                                     and collector.count(InterruptionFrame) >= 1),
                     "the user's turn passed the transport")
     assert backend.interrupts(emulator) == 0
+
+
+class SaysOnce(FrameProcessor):
+    """Pushes one plain TextFrame once the pipeline starts."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(name="says-once")
+        self.text = text
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        await self.push_frame(frame, direction)
+        if isinstance(frame, StartFrame):
+            await self.push_frame(TextFrame(self.text))
+
+
+async def test_a_plain_text_frame_is_said_not_answered_by_heygens_brain(
+    emulator: EmulatorServer,
+) -> None:
+    """With HeyGen's brain on (voice chat), a plain TextFrame is the bot's words: said
+    verbatim, not sent to the brain to be answered (HeyGenSpeakFrame(talk) asks it)."""
+    transport = HeyGenTransport(api_key="plain-text-key-1", base_url=emulator.base_url)
+    collector = Collector()
+    await run_until([SaysOnce("Hello there."), transport.output(), transport.input(),
+                     collector],
+                    collector.until(lambda: collector.count(BotStoppedSpeakingFrame) >= 1),
+                    "the avatar spoke")
+    session = next(iter(emulator.emulator.registry))
+    assert [t["text"] for t in session.tasks] == ["Hello there."]
+    assert session.audio.text_frames == 0, "nothing went to HeyGen's brain"
