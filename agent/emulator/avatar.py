@@ -26,6 +26,7 @@ from agent.emulator.speech import resample, synthesize, word_timings
 from agent.emulator.video import MOUTH_STATES, FaceFrames
 from agent.heygen.protocol import room_events as rev
 from agent.heygen.protocol import voice_chat as vc
+from agent.heygen.room_calls import publish_track
 
 #: 40 ms audio frames: half the wake-ups of 20 ms; measured 9-11% of a core in all, from 12-15%
 #: (one machine; 11-14% on another, see the README).
@@ -167,10 +168,9 @@ class AvatarParticipant:
         await asyncio.sleep(self.publish_delay_s)  # the media-delay fault
         video = rtc.VideoSource(self.faces.width, self.faces.height)
         audio = rtc.AudioSource(self.sample_rate, 1, queue_size_ms=200)
-        participant = self.room.local_participant
         try:
-            await participant.publish_track(
-                rtc.LocalVideoTrack.create_video_track("avatar-video", video),
+            await publish_track(
+                self.room, rtc.LocalVideoTrack.create_video_track("avatar-video", video),
                 rtc.TrackPublishOptions(
                     source=rtc.TrackSource.SOURCE_CAMERA,
                     simulcast=False,
@@ -178,8 +178,8 @@ class AvatarParticipant:
                                                      max_bitrate=500_000),
                 ),
             )
-            await participant.publish_track(
-                rtc.LocalAudioTrack.create_audio_track("avatar-audio", audio),
+            await publish_track(
+                self.room, rtc.LocalAudioTrack.create_audio_track("avatar-audio", audio),
                 rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE),
             )
         except Exception as exc:

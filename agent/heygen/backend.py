@@ -25,7 +25,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Literal, Self
 
 import websockets
 from livekit import rtc
@@ -39,8 +39,7 @@ from agent.heygen.chunker import AudioChunker
 from agent.heygen.ledger import Record, SessionLedger, stop_left_behind
 from agent.heygen.pacing import Chunk, SpeechPacer
 from agent.heygen.protocol import ProtocolError
-
-T = TypeVar("T")
+from agent.heygen.room_calls import despite_cancel, publish_track
 
 #: HeyGen ends a session after a while without activity (120 s by default for
 #: Interactive, 5 minutes for LiveAvatar).
@@ -530,8 +529,8 @@ class AvatarSession(ABC):
         feeds it chunks of ``sample_rate`` mono s16le."""
         assert self.room is not None
         source = rtc.AudioSource(sample_rate, 1, queue_size_ms=200)
-        await self.room.local_participant.publish_track(
-            rtc.LocalAudioTrack.create_audio_track("microphone", source),
+        await publish_track(
+            self.room, rtc.LocalAudioTrack.create_audio_track("microphone", source),
             rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE),
         )
         self._microphone = asyncio.Queue(maxsize=MICROPHONE_QUEUE_CHUNKS)
@@ -641,16 +640,3 @@ async def all_or_nothing(calls: list[Awaitable[None]]) -> None:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
-
-
-async def despite_cancel(call: Awaitable[T]) -> tuple[T, bool]:
-    """Run ``call`` to the end even if the caller is cancelled meanwhile; return its
-    result and whether a cancellation arrived, for the caller to honour afterwards."""
-    task = asyncio.ensure_future(call)
-    cancelled = False
-    while not task.done():
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            cancelled = True
-    return task.result(), cancelled

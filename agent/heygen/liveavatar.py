@@ -40,13 +40,13 @@ from agent.heygen.backend import (
     SessionListener,
     SessionState,
     all_or_nothing,
-    despite_cancel,
 )
 from agent.heygen.ledger import Record
 from agent.heygen.pacing import Chunk
 from agent.heygen.protocol.liveavatar import rest as la
 from agent.heygen.protocol.liveavatar import room as lar
 from agent.heygen.protocol.liveavatar import socket as las
+from agent.heygen.room_calls import despite_cancel
 
 #: The microphone track in FULL mode: 16 kHz mono, 32 ms a frame (as the Interactive one).
 MICROPHONE_RATE = 16_000

@@ -40,7 +40,6 @@ from agent.heygen.backend import (
     SessionListener,
     SessionState,
     all_or_nothing,
-    despite_cancel,
 )
 from agent.heygen.ledger import Record
 from agent.heygen.pacing import Chunk
@@ -50,6 +49,7 @@ from agent.heygen.protocol import realtime as rt
 from agent.heygen.protocol import room_events as rev
 from agent.heygen.protocol import voice_chat as vc
 from agent.heygen.redact import redact_url
+from agent.heygen.room_calls import despite_cancel
 
 __all__ = [
     "DEFAULT_KEEP_ALIVE_S",
