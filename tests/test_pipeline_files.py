@@ -39,6 +39,7 @@ BROKEN = [
     ("missing-required", OK_HEAD + "input:\n  type: wav\n", ["4:1: input.path: required key is missing"]),
     ("bad-discriminator", OK_HEAD + "input:\n  type: webcam\n", ["5:3: input: 'type' must be one of 'microphone', 'wav', 'none'"]),
     ("bad-output-type", OK_HEAD + "outputs:\n  - type: screen\n", ["5:5: outputs[0]: 'type' must be one of 'speaker', 'viewer', 'recorder', 'none'"]),
+    ("chunk-size", "heygen:\n  session:\n    voice_chat_chunk_samples: 100\n", ["3:31: heygen.session.voice_chat_chunk_samples: Input should be greater than or equal to 160"]),
     ("output-port", OK_HEAD + "outputs:\n  - type: viewer\n    port: 70000\n", ["6:11: outputs[0].port: Input should be less than or equal to 65535"]),
     ("unknown-processor", OK_HEAD + "processors:\n  - latency_prob\n", ["5:5: processors[0].name: unknown processor 'latency_prob' (use a built-in name or module:Class); did you mean 'latency_probe'?"]),
     ("processor-not-importable", OK_HEAD + "processors:\n  - nowhere.at.all:Thing\n", ["5:5: processors[0].name: cannot import 'nowhere.at.all' for 'nowhere.at.all:Thing': No module named 'nowhere'"]),
@@ -107,6 +108,12 @@ def test_the_backend_switch_chooses_the_session(tmp_path: Path) -> None:
     interactive = load_pipeline_file(path).heygen.session_options()
     assert isinstance(interactive, SessionOptions)
     assert interactive.request.avatar_name == "Anna"
+    assert not interactive.livekit_during_start and interactive.voice_chat_chunk_samples == 512
+    path.write_text("heygen:\n  session:\n    livekit_during_start: true\n"
+                    "    voice_chat_chunk_samples: 320\n")
+    opted = load_pipeline_file(path).heygen.session_options()
+    assert isinstance(opted, SessionOptions)
+    assert opted.livekit_during_start and opted.voice_chat_chunk_samples == 320
 
 
 def test_interpolation_and_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,6 +4,7 @@ LiveKit side is covered in tests/test_transport_e2e.py)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 
 import numpy as np
@@ -227,6 +228,23 @@ async def test_a_dropped_socket_is_reconnected(
                          "the audio after the reconnect arrived")
         assert session.state is SessionState.RUNNING
     assert counts(server)["stopped"] == 1
+
+
+async def test_voice_chat_pieces_of_another_size(
+    server: EmulatorServer, client: api.HeyGenClient
+) -> None:
+    """The opt-in smaller pieces: each 20 ms frame goes out as it comes, 320 samples."""
+    options = dataclasses.replace(NO_MEDIA, voice_chat_chunk_samples=320)
+    async with HeyGenSession(client, options) as session:
+        assert session.session_id is not None
+        assert session.audio_piece_s == pytest.approx(0.02)
+        sent = [await session.send_audio(bytes(640), 16000) for _ in range(5)]
+        assert sent == [1] * 5
+        emulated = server.emulator.registry.get(session.session_id)
+        await eventually(lambda: emulated.audio.frames == 5, "the five pieces arrived")
+        assert dict(emulated.audio.frame_samples) == {320: 5}
+    with pytest.raises(ValueError, match="voice_chat_chunk_samples must be 160-8000, not 8"):
+        SessionOptions(voice_chat_chunk_samples=8)
 
 
 async def test_a_socket_that_keeps_dropping_ends_the_session(

@@ -49,9 +49,12 @@ DEFAULT_STOP_DEADLINE_S = 20.0
 #: How long the room may be without the avatar before the session is given up (HeyGen's
 #: media side restarting takes a few seconds; a billed session showing nothing must end).
 DEFAULT_MEDIA_GRACE_S = 10.0
-#: User audio for a microphone track (512-sample chunks, about 1 s) waiting to be played
-#: into the room; beyond it the oldest goes, rather than the user's words arriving ever later.
-MICROPHONE_QUEUE_CHUNKS = 32
+#: A microphone track in the room takes frames of any size: 10 ms ones (LiveKit's own)
+#: keep the user's audio waiting least (a 512-sample piece waits up to 32 ms to fill).
+MICROPHONE_FRAME_S = 0.01
+#: User audio waiting to be played into the room; beyond it the oldest goes, rather than
+#: the user's words arriving ever later.
+MICROPHONE_QUEUE_S = 1.0
 
 
 class SessionAborted(HeyGenError):
@@ -213,6 +216,12 @@ class AvatarSession(ABC):
     @abstractmethod
     async def send_audio(self, pcm: bytes, sample_rate: int, num_channels: int = 1) -> int:
         """The user's audio to HeyGen's ears (any rate); returns the pieces sent."""
+
+    @property
+    def audio_piece_s(self) -> float:
+        """How long each piece :meth:`send_audio` counts lasts: 10 ms frames for a
+        microphone track, the socket's pieces otherwise."""
+        return self._chunker.chunk_seconds
 
     # ------------------------------------------------------------------ lip-sync
 
@@ -529,11 +538,15 @@ class AvatarSession(ABC):
         feeds it chunks of ``sample_rate`` mono s16le."""
         assert self.room is not None
         source = rtc.AudioSource(sample_rate, 1, queue_size_ms=200)
+        muted = self._chunker.muted
+        self._chunker = AudioChunker(sample_rate=sample_rate,
+                                     chunk_samples=round(sample_rate * MICROPHONE_FRAME_S))
+        self._chunker.muted = muted
         await publish_track(
             self.room, rtc.LocalAudioTrack.create_audio_track("microphone", source),
             rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE),
         )
-        self._microphone = asyncio.Queue(maxsize=MICROPHONE_QUEUE_CHUNKS)
+        self._microphone = asyncio.Queue(maxsize=round(MICROPHONE_QUEUE_S / MICROPHONE_FRAME_S))
         self._spawn(self._feed_microphone(source, sample_rate, self._microphone),
                     "heygen-microphone")
         logger.debug(f"HeyGen session {self.session_id}: microphone published to the room")

@@ -43,6 +43,10 @@ class AudioChunker:
         return [ready[i : i + self.chunk_bytes] for i in range(0, whole, self.chunk_bytes)]
 
     @property
+    def chunk_seconds(self) -> float:
+        return self.chunk_bytes / vc.SAMPLE_WIDTH / self.sample_rate
+
+    @property
     def pending_bytes(self) -> int:
         return len(self._pending)
 

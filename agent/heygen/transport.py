@@ -394,7 +394,9 @@ class HeyGenOutput(FrameProcessor):
     def __init__(self, transport: HeyGenTransport) -> None:
         super().__init__(name=f"{transport.name}::output")
         self._transport = transport
+        #: Pieces of user audio sent (their size is the path's: see ``audio_seconds_sent``).
         self.audio_messages_sent = 0
+        self.audio_seconds_sent = 0.0
         # User audio is a system frame: it arrives while StartFrame is still opening the
         # session. Hold the latest seconds of it instead of losing the first words.
         self._backlog: deque[InputAudioRawFrame] = deque()
@@ -501,8 +503,10 @@ class HeyGenOutput(FrameProcessor):
         await self._send_now(frame)
 
     async def _send_now(self, frame: InputAudioRawFrame) -> None:
-        self.audio_messages_sent += await self._transport.session.send_audio(
-            frame.audio, frame.sample_rate, frame.num_channels)
+        session = self._transport.session
+        pieces = await session.send_audio(frame.audio, frame.sample_rate, frame.num_channels)
+        self.audio_messages_sent += pieces
+        self.audio_seconds_sent += pieces * session.audio_piece_s
 
     async def _say(self, texts: list[str], task_type: ia.TaskType) -> None:
         for text in texts:

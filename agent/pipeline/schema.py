@@ -20,8 +20,9 @@ from agent.heygen.backend import (
 )
 from agent.heygen.liveavatar import LiveAvatarOptions
 from agent.heygen.protocol import interactive as ia
+from agent.heygen.protocol import voice_chat as vc
 from agent.heygen.protocol.liveavatar import rest as la
-from agent.heygen.session import SessionOptions
+from agent.heygen.session import MAX_CHUNK_SAMPLES, MIN_CHUNK_SAMPLES, SessionOptions
 from agent.heygen.settings import NOT_A_BASE_URL, is_base_url
 from agent.heygen.transport import HeyGenParams
 from agent.media.vad import VADSettings
@@ -52,11 +53,20 @@ class SessionSettings(ia.NewSessionRequest, _LifeSettings):
     """Interactive Avatar: every ``streaming.new`` setting, plus how the client runs it."""
 
     push_to_talk: bool = False
+    #: opt-in, proven only against the emulator: join LiveKit while streaming.start runs
+    livekit_during_start: bool = False
+    #: opt-in below 512 (HeyGen's official client), proven only against the emulator:
+    #: samples of 16 kHz user audio per voice-chat message
+    voice_chat_chunk_samples: int = Field(vc.CHUNK_SAMPLES, ge=MIN_CHUNK_SAMPLES,
+                                          le=MAX_CHUNK_SAMPLES)
 
     def options(self) -> SessionOptions:
         request = ia.NewSessionRequest.model_validate(
             self.model_dump(include=set(ia.NewSessionRequest.model_fields), exclude_none=True))
-        return self._life(SessionOptions(request=request, push_to_talk=self.push_to_talk))
+        return self._life(SessionOptions(
+            request=request, push_to_talk=self.push_to_talk,
+            livekit_during_start=self.livekit_during_start,
+            voice_chat_chunk_samples=self.voice_chat_chunk_samples))
 
 
 class LiveAvatarSettings(_Strict, _LifeSettings):
