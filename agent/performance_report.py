@@ -59,9 +59,11 @@ def table(data: dict[str, Any]) -> str:
             rows.append((f"{label} ({variant})", f"{_f(v[key]['median'])} ms",
                          f"{_f(base[key]['median'])} ms", f"{v['ratio'][key]:.2f}x"))
     turn = data["turn"]
-    rows.append(("end of speech → user_stop", f"{_f(turn['end_to_user_stop_ms']['median'])} ms",
-                 f"{_f(turn['vad_stop_delay_ms'])} ms (detector stop delay)",
-                 f"+{_f(turn['agent_side_ms']['median'])} ms"))
+    for name, v in turn["variants"].items():
+        rows.append((f"end of speech → user_stop ({name})",
+                     f"{_f(v['end_to_user_stop_ms']['median'])} ms",
+                     f"{_f(turn['vad_stop_delay_ms'])} ms (detector stop delay)",
+                     f"+{_f(v['agent_side_ms']['median'])} ms"))
     lip = data["lipsync"]
     rows.append(("first TTS frame → first avatar audio",
                  f"{_f(lip['first_audio_ms']['median'])} ms",
@@ -78,6 +80,33 @@ def table(data: dict[str, Any]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
                      for r in rows)
+
+
+def _threads(per_added: dict[str, dict[str, float]],
+             runs: list[dict[str, Any]]) -> list[str]:
+    """Where the agent's CPU goes, by thread, in the larger of the two runs the per-session
+    figures come from, divided by its sessions."""
+    lines: list[str] = []
+    for decode, per in per_added.items():
+        run = next((r for r in runs if r["decode"] == decode and r["sessions"] == per["to"]
+                    and r.get("agent_cpu_by_thread")), None)
+        if run is None:
+            continue
+        n = run["sessions"]
+        kinds = list(run["agent_cpu_by_thread"].items())
+        shown = kinds[:6]
+        rest = sum(v for _, v in kinds[6:])
+        cells = [f"{kind}: {v / n:.1f} %" for kind, v in shown]
+        if rest:
+            cells.append(f"others: {rest / n:.1f} %")
+        lines.append(f"- {decode}, N={n}: " + "; ".join(cells))
+    if not lines:
+        return []
+    return ["", "The agent's CPU per session by thread (the thread's name without its "
+            "numbers; `python` is the interpreter's own thread, the others are LiveKit's "
+            "native ones: `VideoDecoderQue` decodes the avatar's VP8, `SyntheticAudioD` "
+            "plays out its audio, `tokio-rt-worker` runs the SDK), read over most of the "
+            "steady state:\n", *lines]
 
 
 def render(data: dict[str, Any], source: str = "docs/performance.json") -> str:
@@ -103,8 +132,9 @@ def render(data: dict[str, Any], source: str = "docs/performance.json") -> str:
     out += [
         "## 1. Start → first avatar frame\n",
         f"From `session.start()` to the first frame of the avatar's video and audio tracks; "
-        f"{start['rounds']} rounds, the variants alternating within each round; medians "
-        "(min-max), ratios are medians of per-round ratios against the sequential baseline.\n",
+        f"{start['rounds']} rounds after one uncounted warm-up start, the variants "
+        "alternating within each round; medians (min-max), ratios are medians of per-round "
+        "ratios against the sequential baseline.\n",
         "| variant | start() returns | first video frame | first audio frame | "
         "ratio video | ratio audio |",
         "|---|---|---|---|---|---|",
@@ -135,24 +165,29 @@ def render(data: dict[str, Any], source: str = "docs/performance.json") -> str:
     out += [
         "## 2. Agent-side turn latency\n",
         f"{turn['rounds']} rounds of 0.5 s silence, 1 s of speech-like audio, then silence, "
-        "streamed in real time in 20 ms frames through `session.send_audio`; from the moment "
-        "the last speech frame left the microphone to the `user_stop` event back at the "
-        f"agent ({turn['user_stops']} seen).\n",
-        "| | median | min | max | p90 |",
-        "|---|---|---|---|---|",
+        "streamed in real time in 20 ms frames through `session.send_audio`, one session per "
+        "path the user's audio can take; from the moment the last speech frame left the "
+        "microphone to the `user_stop` event back at the agent. The agent side is that "
+        "minus the detector's stop delay; p90 beside the median.\n",
+        "| path | user_stops seen | end of speech → `user_stop` | agent side | min-max | p90 |",
+        "|---|---|---|---|---|---|",
     ]
-    for key, label in (("end_to_user_stop_ms", "end of speech → `user_stop`"),
-                       ("agent_side_ms", "of which agent side (minus the stop delay)")):
-        s = turn[key]
-        out.append(f"| {label} | {_f(s['median'])} ms | {_f(s['min'])} ms | {_f(s['max'])} ms "
-                   f"| {_f(s['p90'])} ms |")
+    for name, v in turn["variants"].items():
+        total, side = v["end_to_user_stop_ms"], v["agent_side_ms"]
+        out.append(f"| **{name}**: {v['label']} | {v['user_stops']} | "
+                   f"{_f(total['median'])} ms | **{_f(side['median'])} ms** | "
+                   f"{_f(side['min'])}-{_f(side['max'])} ms | {_f(side['p90'])} ms |")
     out += [
         "",
         f"The emulator's detector stop delay (its hangover: quiet this long ends a turn) is "
         f"**{_f(turn['vad_stop_delay_ms'])} ms**, the baseline; target: agent side at most "
-        f"{turn['target_agent_side_ms']} ms. The agent side includes the 512-sample (32 ms) "
-        "chunking of the voice-chat protocol and the detector's 20 ms windows (the stop is "
-        "decided on the chunk that completes the hangover), and the event's way back.\n",
+        f"{turn['target_agent_side_ms']} ms. On the socket, the agent side is mostly the wait "
+        "for the piece that holds the end of the hangover to fill (up to 32 ms with 512-sample "
+        "pieces, none with one piece per 20 ms frame), then the event's way back. A room track "
+        "adds WebRTC's own path (Opus packets, the emulator's jitter buffer) and the "
+        "detector's 20 ms windows, which no longer line up with the frames. 512-sample "
+        "pieces stay the default because HeyGen's official client sends them; smaller "
+        "ones (`voice_chat_chunk_samples`) are proven only against the emulator.\n",
     ]
     lip = data["lipsync"]
     drift = lip["drift"]
@@ -223,6 +258,7 @@ def render(data: dict[str, Any], source: str = "docs/performance.json") -> str:
                        f"{per['agent_cpu_percent']:.1f} % | "
                        f"{per['agent_rss_mb']:.1f} MB | {per['emulator_cpu_percent']:.1f} % | "
                        f"{per['emulator_rss_mb']:.1f} MB |")
+    out += _threads(per_added, sessions["runs"])
     if any(r["problems"] for r in sessions["runs"]):
         out += ["", "Problems the runs reported (the soak's own checks):\n"]
         for r in sessions["runs"]:

@@ -103,6 +103,9 @@ class SoakReport:
     #: how late the ticker woke, over the steady state: the agent's event-loop lag
     loop_lag_p99_ms: float = 0.0
     loop_lag_max_ms: float = 0.0
+    #: the agent's CPU over most of the steady state by thread (names without their
+    #: numbers), % of a core: Python's own thread against LiveKit's native ones
+    agent_cpu_by_thread: dict[str, float] = field(default_factory=dict)
     per_session: list[SessionReport] = field(default_factory=list)
 
     @property
@@ -267,6 +270,33 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU so far of each thread of a process (Linux), keyed ``tid name``; the main
+    thread, where Python runs, is named ``python``."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            with open(f"/proc/{pid}/task/{task}/stat", encoding="utf-8") as f:
+                head, tail = f.read().rsplit(")", 1)
+            fields = tail.split()
+            name = "python" if task == str(pid) else head.split("(", 1)[1]
+            out[f"{task} {name}"] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def cpu_by_thread_kind(before: dict[str, float], after: dict[str, float],
+                       wall: float) -> dict[str, float]:
+    """% of a core per kind of thread between two :func:`thread_cpu_seconds` readings;
+    a kind is a thread's name without its numbers (``worker_thread_0`` → ``worker_thread``)."""
+    kinds: dict[str, float] = {}
+    for key, seconds in after.items():
+        kind = re.sub(r"[\d_ -]+$", "", key.split(" ", 1)[1]) or "?"
+        kinds[kind] = kinds.get(kind, 0.0) + seconds - before.get(key, 0.0)
+    return {k: round(v / wall * 100, 1) for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])
+            if v > 0}
+
+
 def rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status", encoding="ascii") as f:
         for line in f:
@@ -300,6 +330,12 @@ async def soak(sessions: int = 10, seconds: float = 60.0, decode: Decode = "i420
         cpu0, emu0, wall0 = time.process_time(), cpu_seconds(emulator_pid), time.perf_counter()
         lags: list[float] = []
         ticker = asyncio.create_task(lag_ticker(lags))
+        threads0 = thread_cpu_seconds(os.getpid())
+        # The threads' reading ends before the sessions do: a stopped session's threads
+        # are gone, and their CPU with them.
+        await asyncio.sleep(seconds * 0.8)
+        report.agent_cpu_by_thread = cpu_by_thread_kind(
+            threads0, thread_cpu_seconds(os.getpid()), time.perf_counter() - wall0)
         await asyncio.gather(*runs)
         wall = time.perf_counter() - wall0
         ticker.cancel()
