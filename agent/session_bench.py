@@ -71,6 +71,13 @@ def frames(pcm: bytes, rate: int) -> list[bytes]:
     return [pcm[i : i + step] for i in range(0, len(pcm), step)]
 
 
+def silence(seconds: float, rate: int) -> list[bytes]:
+    """Whole frames of silence, about ``seconds`` of them. Whole: a short last frame
+    would leave the chunker holding its remainder, and every later piece would wait for
+    it (16000 * 1.3 is 20,799.99...: cut with int(), it once cost each turn 20 ms)."""
+    return [bytes(int(rate * FRAME_S) * 2)] * round(seconds / FRAME_S)
+
+
 def ms(seconds: float) -> float:
     return round(seconds * 1000, 1)
 
@@ -248,8 +255,8 @@ async def _turns(client: HeyGenClient, rounds: int, extra: dict[str, Any]) -> di
     session = HeyGenSession(client, SessionOptions(keep_alive_interval_s=None, **extra), media)
     loop = asyncio.get_running_loop()
     speech = frames(speech_like(1.0, MIC_RATE, LOUD), MIC_RATE)
-    quiet = frames(bytes(int(MIC_RATE * 0.5) * 2), MIC_RATE)
-    tail = frames(bytes(int(MIC_RATE * (HANGOVER_S + 0.6)) * 2), MIC_RATE)
+    quiet = silence(0.5, MIC_RATE)
+    tail = silence(HANGOVER_S + 0.6, MIC_RATE)
     ends: list[float] = []
     try:
         await session.start()

@@ -48,7 +48,7 @@ from agent.heygen.protocol.liveavatar import room as lar
 from agent.heygen.protocol.liveavatar import socket as las
 from agent.heygen.room_calls import despite_cancel
 
-#: The microphone track in FULL mode: 16 kHz mono, 32 ms a frame (as the Interactive one).
+#: The microphone track in FULL mode: 16 kHz mono in 10 ms frames (as the Interactive one).
 MICROPHONE_RATE = 16_000
 
 

@@ -332,9 +332,9 @@ class HeyGenSession(AvatarSession):
         await self.room.local_participant.publish_data(message.encode(), reliable=True)
 
     async def send_audio(self, pcm: bytes, sample_rate: int, num_channels: int = 1) -> int:
-        """Send user audio at any rate, as 16 kHz mono in 512-sample pieces: protobuf
-        messages on the voice-chat socket, or frames of the room's microphone track with
-        the LiveKit voice transport. Returns how many pieces went out."""
+        """Send user audio at any rate, as 16 kHz mono: protobuf messages of
+        ``voice_chat_chunk_samples`` on the voice-chat socket, or 10 ms frames of the room's
+        microphone track with the LiveKit voice transport. Returns how many pieces went out."""
         if self.state is not SessionState.RUNNING:
             return 0
         chunks = self._chunker.push(pcm, sample_rate, num_channels)
