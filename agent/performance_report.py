@@ -23,7 +23,7 @@ def per_added_session(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]
     smallest session counts that ran without problems, divided by the sessions added.
     Larger counts saturate a small machine (CPU then stops growing with N while frames
     are dropped), so a line through every run would understate the cost. Agent memory is
-    what each run added (the runs share one process, whose memory does not shrink)."""
+    what each run added to its process's memory before the sessions."""
     out: dict[str, dict[str, float]] = {}
     for decode in dict.fromkeys(r["decode"] for r in runs):
         clean = sorted((r for r in runs if r["decode"] == decode and not r["problems"]),
@@ -225,7 +225,8 @@ def render(data: dict[str, Any], source: str = "docs/performance.json") -> str:
     sessions = data["sessions"]
     out += [
         "## 4. Sessions per machine\n",
-        f"`agent.soak`: N sessions in one process against one emulator process, each "
+        f"`agent.soak`: N sessions in one process (a fresh one for each run) against one "
+        "emulator process, each "
         f"streaming audio in real time and receiving the avatar's video for "
         f"{sessions['seconds']:g} s. CPU is a percentage of one core over the streaming "
         "stretch; memory is resident (RSS) at the end. `i420`: frames kept as LiveKit "

@@ -36,10 +36,12 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -53,7 +55,7 @@ from agent.heygen.pacing import Chunk, measure_drift
 from agent.heygen.protocol import interactive as ia
 from agent.heygen.protocol import realtime as rt
 from agent.heygen.session import HeyGenSession, SessionListener, SessionOptions
-from agent.soak import Decode, emulator_process, soak, speech_like
+from agent.soak import Decode, emulator_process, speech_like
 
 #: The TTS's rate in the lip-sync runs (what Pipecat's HeyGen services use).
 TTS_RATE = 24_000
@@ -395,12 +397,29 @@ async def _drift(session: HeyGenSession, media: AvatarMedia, utterance_s: float)
 # ---------------------------------------------------------------------- 4. sessions
 
 
+async def _soak_apart(sessions: int, seconds: float, decode: Decode) -> dict[str, Any]:
+    """One soak in a process of its own: a run in a process the last one used would
+    count that run's winding down (its threads, its memory) as its own."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "soak.json"
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "agent.soak", "--sessions", str(sessions),
+            "--seconds", f"{seconds:g}", "--decode", decode, "--json", str(out),
+            stdout=asyncio.subprocess.DEVNULL)
+        await proc.wait()
+        if not out.exists():  # exit 1 with a report is a run with problems, still a figure
+            raise RuntimeError(f"the soak of {sessions} sessions ({decode}) wrote no report "
+                               f"(exit {proc.returncode})")
+        report: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+        return report
+
+
 async def bench_sessions(counts: Sequence[int], seconds: float,
                          decodes: Sequence[Decode]) -> dict[str, Any]:
     runs = []
     for decode in decodes:
         for n in counts:
-            report = (await soak(n, seconds, decode)).as_dict()
+            report = await _soak_apart(n, seconds, decode)
             sessions = report.pop("per_session")
             report["video_frames"] = sum(s["video_frames"] for s in sessions)
             report["video_frames_missed"] = sum(s["video_frames_missed"] for s in sessions)
