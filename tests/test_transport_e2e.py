@@ -216,7 +216,8 @@ async def test_the_real_avatar_recorded_and_on_the_viewer_page(
     shot = tmp_path / "page.png"
 
     async def screenshot() -> None:
-        await eventually(lambda: viewer.jpegs_made >= 5, "the viewer made JPEGs")
+        # The avatar is on the way; the viewer encodes it once the page watches.
+        await collector.until(lambda: collector.count(OutputImageRawFrame) >= 5)
         process = await asyncio.create_subprocess_exec(
             *headless_chromium(chromium, tmp_path / "profile", "--window-size=1200,500",
                                "--timeout=2000", f"--screenshot={shot}", viewer.url),

@@ -121,21 +121,54 @@ async def test_snapshot_events_and_mjpeg(viewer: Viewing) -> None:
             {"type": "transcript", "who": "avatar", "text": "hi, human", "interim": False},
         ]
 
+        loop = asyncio.get_running_loop()
+        made, since = 0, 0.0
         async with http.stream("GET", "/video.mjpg") as stream:
             assert stream.headers["content-type"].startswith("multipart/x-mixed-replace")
             data = b""
             async with asyncio.timeout(DEADLINE_S):
                 async for chunk in stream.aiter_bytes():
                     data += chunk
-                    if data.count(b"\xff\xd9") >= 2:
+                    if not since and data.count(b"\xff\xd9") >= 2:
+                        made, since = view.jpegs_made, loop.time()
+                    if since and loop.time() - since >= 1.0:  # a window to count in
                         break
+            made, elapsed = view.jpegs_made - made, loop.time() - since
         assert data.startswith(b"--heygenframe\r\nContent-Type: image/jpeg")
-    loop = asyncio.get_running_loop()
-    made, since = view.jpegs_made, loop.time()
-    await asyncio.sleep(1.0)  # a window to count in, not a wait for something to happen
-    made, elapsed = view.jpegs_made - made, loop.time() - since
-    assert made <= 15 * elapsed + 1, "at most max_fps encodes a second"
+    assert 0 < made <= 15 * elapsed + 1, "at most max_fps encodes a second, while watched"
     assert view.frames_dropped > 0, "frames beyond 15 fps were skipped, not queued"
+
+
+async def frames_through(viewing: Viewing, count: int) -> None:
+    """Wait until ``count`` more video frames have passed the viewer."""
+    seen = viewing.after.count(OutputImageRawFrame)
+    await within(viewing.after.until(
+        lambda: viewing.after.count(OutputImageRawFrame) >= seen + count),
+        f"{count} more video frames through the viewer")
+
+
+async def test_nothing_is_encoded_while_no_one_watches(viewer: Viewing) -> None:
+    """A JPEG costs a few milliseconds of a core: made only while a page shows the video
+    (or for a snapshot asked for), not 15 times a second for no one."""
+    view = viewer.view
+    await frames_through(viewer, 30)
+    assert view.jpegs_made == 0 and view.frames_dropped == 0
+    async with httpx.AsyncClient(base_url=view.url, timeout=DEADLINE_S) as http:
+        snap = await http.get("/snapshot.jpg")  # made on demand
+        assert snap.status_code == 200 and snap.content.startswith(b"\xff\xd8")
+        assert view.jpegs_made == 1
+        async with http.stream("GET", "/video.mjpg") as stream:
+            data = b""
+            async with asyncio.timeout(DEADLINE_S):
+                async for chunk in stream.aiter_bytes():
+                    data += chunk
+                    if data.count(b"\xff\xd9") >= 3:
+                        break
+        assert view.jpegs_made >= 3
+    await eventually(lambda: view._watchers == 0, "the server saw the page go")
+    watched = view.jpegs_made
+    await frames_through(viewer, 30)
+    assert view.jpegs_made <= watched + 1, "encoding stopped with the page (one may be under way)"
 
 
 async def test_headless_chromium_shows_the_avatar_unstretched(

@@ -4,9 +4,11 @@ Watching a session (a demo, a test call, debugging lip sync) should need nothing
 browser. Served by the agent on 127.0.0.1 with no build step: one HTML page, an MJPEG
 stream (``multipart/x-mixed-replace``, which browsers show in a plain ``<img>``) and
 Server-Sent Events for the transcript. Only the newest frame is kept; a JPEG is made at
-most ``max_fps`` times a second, in a worker thread, once for all viewers. Frames that
-arrive faster are replaced before they are encoded and counted as dropped: memory stays
-flat however slow the page or the machine.
+most ``max_fps`` times a second, in a worker thread, once for all viewers, and only while
+a page shows the video (or once for a snapshot asked for): a JPEG costs milliseconds of a
+core, and an agent mostly runs with no one watching. Frames that arrive faster are
+replaced before they are encoded and counted as dropped: memory stays flat however slow
+the page or the machine.
 
 A page opened (or reloaded, or reconnected) mid-session is told what it missed: the last
 ``HISTORY_LINES`` lines of the conversation, the line the user is still saying, who is
@@ -141,7 +143,10 @@ class ViewerOutput(FrameProcessor):
         self._latest: OutputImageRawFrame | None = None
         self._new_frame = asyncio.Event()
         self._jpeg: bytes | None = None
+        self._jpeg_of: OutputImageRawFrame | None = None  # the frame it shows
         self._jpeg_ready = asyncio.Condition()
+        self._watchers = 0  # open video streams
+        self._watched = asyncio.Event()
         self._subscribers: set[asyncio.Queue[str]] = set()
         self._history: deque[dict[str, Any]] = deque(maxlen=HISTORY_LINES)
         self._interim: dict[str, Any] | None = None
@@ -160,7 +165,7 @@ class ViewerOutput(FrameProcessor):
         if isinstance(frame, StartFrame):
             await self.start_server()
         elif isinstance(frame, OutputImageRawFrame):
-            if self._latest is not None and self._new_frame.is_set():
+            if self._watchers and self._latest is not None and self._new_frame.is_set():
                 self.frames_dropped += 1  # replaced before it was encoded
             self._latest = frame
             self._new_frame.set()
@@ -214,30 +219,39 @@ class ViewerOutput(FrameProcessor):
         next_report = time.monotonic() + DROP_REPORT_INTERVAL_S
         reported = 0
         while True:
+            await self._watched.wait()
             await self._new_frame.wait()
             self._new_frame.clear()
             frame = self._latest
             if frame is None:
                 continue
             started = time.monotonic()
-            jpeg = await asyncio.to_thread(to_jpeg, frame)
-            async with self._jpeg_ready:
-                self._jpeg = jpeg
-                self.jpegs_made += 1
-                self._jpeg_ready.notify_all()
+            await self._encode(frame)
             if time.monotonic() >= next_report and self.frames_dropped > reported:
                 logger.debug(f"Viewer: {self.frames_dropped - reported} frames skipped "
                              f"(showing at most {self.max_fps:g} fps)")
                 reported, next_report = self.frames_dropped, time.monotonic() + 5
             await asyncio.sleep(max(0.0, period - (time.monotonic() - started)))
 
+    async def _encode(self, frame: OutputImageRawFrame) -> bytes:
+        jpeg = await asyncio.to_thread(to_jpeg, frame)
+        async with self._jpeg_ready:
+            self._jpeg, self._jpeg_of = jpeg, frame
+            self.jpegs_made += 1
+            self._jpeg_ready.notify_all()
+        return jpeg
+
     async def _page(self, request: web.Request) -> web.Response:
         return web.Response(text=PAGE, content_type="text/html")
 
     async def _snapshot(self, request: web.Request) -> web.Response:
-        if self._jpeg is None:
+        frame = self._latest
+        if frame is None:
             return web.Response(status=503, text="no video yet")
-        return web.Response(body=self._jpeg, content_type="image/jpeg")
+        jpeg = self._jpeg if self._jpeg_of is frame else None
+        if jpeg is None:  # no page is watching: made for this request
+            jpeg = await self._encode(frame)
+        return web.Response(body=jpeg, content_type="image/jpeg")
 
     async def _mjpeg(self, request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(
@@ -249,16 +263,23 @@ class ViewerOutput(FrameProcessor):
         def fresh() -> bool:
             return self._stopping or self._jpeg is not sent[0]
 
-        with contextlib.suppress(ConnectionResetError, asyncio.CancelledError):
-            while True:
-                async with self._jpeg_ready:
-                    await self._jpeg_ready.wait_for(fresh)
-                    jpeg = sent[0] = self._jpeg
-                if self._stopping or jpeg is None:
-                    break
-                await response.write(
-                    f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
-                    f"Content-Length: {len(jpeg)}\r\n\r\n".encode() + jpeg + b"\r\n")
+        self._watchers += 1
+        self._watched.set()
+        try:
+            with contextlib.suppress(ConnectionResetError, asyncio.CancelledError):
+                while True:
+                    async with self._jpeg_ready:
+                        await self._jpeg_ready.wait_for(fresh)
+                        jpeg = sent[0] = self._jpeg
+                    if self._stopping or jpeg is None:
+                        break
+                    await response.write(
+                        f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+                        f"Content-Length: {len(jpeg)}\r\n\r\n".encode() + jpeg + b"\r\n")
+        finally:
+            self._watchers -= 1
+            if not self._watchers:
+                self._watched.clear()
         return response
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
