@@ -56,7 +56,7 @@ def cases() -> list[Case]:
     from pipecat.frames.frames import OutputImageRawFrame
     from pipecat.frames.protobufs import frames_pb2 as pipecat_pb2
 
-    from agent.emulator.video import FaceFrames
+    from agent.emulator.video import MOUTH_STATES, FaceCanvas, FaceFrames
     from agent.heygen.chunker import AudioChunker
     from agent.heygen.frames import I420
     from agent.heygen.protocol import voice_chat as vc
@@ -80,6 +80,7 @@ def cases() -> list[Case]:
         return frame.SerializeToString()
 
     faces = FaceFrames()
+    canvas = FaceCanvas(faces)
     counter = iter(range(10**9))
     image = OutputImageRawFrame(image=faces.frame(1, 7, 7), size=(640, 360), format=I420)
 
@@ -102,7 +103,8 @@ def cases() -> list[Case]:
              "soxr resampling alone (the floor)", lambda: resampler.resample_chunk(mic)),
         Case("one voice-chat audio message (our schema)", lambda: vc.encode_audio(chunk),
              "the same with Pipecat's frames_pb2", pipecat_encode),
-        Case("emulated avatar frame (copy + stamp)", lambda: faces.frame(1, next(counter), 0),
+        Case("emulated avatar frame, drawn in place (mouth moving: face + stamp)",
+             lambda: canvas.draw(next(counter) % MOUTH_STATES, next(counter), 0),
              "copying a 640x360 I420 frame out", lambda: faces.faces[0].copy().tobytes()),
         Case("viewer JPEG straight from I420", lambda: to_jpeg(image),
              "JPEG after an I420 → RGB conversion", jpeg_via_rgb),

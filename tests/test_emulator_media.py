@@ -17,7 +17,7 @@ from agent.emulator.config import EmulatorConfig
 from agent.emulator.livekit_server import LiveKitServer
 from agent.emulator.server import EmulatorServer
 from agent.emulator.speech import synthesize, word_timings
-from agent.emulator.video import FaceFrames, read_stamp
+from agent.emulator.video import FaceCanvas, FaceFrames, read_stamp
 from agent.heygen import api
 from agent.heygen.protocol import interactive as ia
 from agent.heygen.protocol import room_events as rev
@@ -205,3 +205,14 @@ def test_text_starting_with_a_dash_is_spoken_not_taken_as_an_option() -> None:
     require("espeak-ng", "apt-get install espeak-ng")
     text = "--not-an-option said aloud"
     assert len(synthesize(text, 16000)) != len(tone(len(text) * 0.07, 16000))
+
+
+def test_the_canvas_draws_what_a_fresh_frame_shows() -> None:
+    """Drawing in place (one buffer per avatar) gives the same pixels as a fresh frame,
+    through mouth changes and back."""
+    faces = FaceFrames()
+    canvas = FaceCanvas(faces)
+    for counter, mouth in enumerate([0, 0, 2, 2, 1, 0]):
+        drawn = canvas.draw(mouth, counter, 1_000 + counter)
+        assert bytes(drawn) == faces.frame(mouth, counter, 1_000 + counter)
+    assert drawn is canvas.buffer

@@ -23,7 +23,7 @@ from loguru import logger
 
 from agent.emulator.runtime import Narrator, StreamedAudio
 from agent.emulator.speech import resample, synthesize, word_timings
-from agent.emulator.video import MOUTH_STATES, FaceFrames
+from agent.emulator.video import MOUTH_STATES, FaceCanvas, FaceFrames
 from agent.heygen.protocol import room_events as rev
 from agent.heygen.protocol import voice_chat as vc
 from agent.heygen.room_calls import publish_track
@@ -341,14 +341,13 @@ class AvatarParticipant:
         loop = asyncio.get_running_loop()
         period = 1 / self.fps
         deadline = loop.time()
-        width, height = self.faces.width, self.faces.height
+        canvas = FaceCanvas(self.faces)
+        frame = rtc.VideoFrame(self.faces.width, self.faces.height, rtc.VideoBufferType.I420,
+                               canvas.buffer)
         while True:
             now_ms = int(time.time() * 1000)
-            data = self.faces.frame(self._mouth, self.frames_sent, now_ms)
-            source.capture_frame(
-                rtc.VideoFrame(width, height, rtc.VideoBufferType.I420, data),
-                timestamp_us=now_ms * 1000,
-            )
+            canvas.draw(self._mouth, self.frames_sent, now_ms)
+            source.capture_frame(frame, timestamp_us=now_ms * 1000)
             self.frames_sent += 1
             deadline += period
             delay = deadline - loop.time()
