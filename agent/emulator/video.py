@@ -88,10 +88,11 @@ class FaceFrames:
     def stamp(self, frame: U8, counter: int, timestamp_ms: int) -> None:
         """Draw the stamp into ``frame`` (a whole I420 frame, flat), in place."""
         y = frame[: self.width * self.height].reshape(self.height, self.width)
-        bits = stamp_bits(counter, timestamp_ms)
-        y[:STAMP_HEIGHT, : BLOCK * BITS_PER_ROW] = np.where(
-            np.repeat(np.repeat(bits, BLOCK, axis=0), BLOCK, axis=1), WHITE, BLACK
-        )
+        rows = np.where(np.repeat(stamp_bits(counter, timestamp_ms), BLOCK, axis=1),
+                        WHITE, BLACK).astype(np.uint8)
+        strip = y[:STAMP_HEIGHT, : BLOCK * BITS_PER_ROW].reshape(
+            STAMP_ROWS, BLOCK, BLOCK * BITS_PER_ROW)
+        strip[:] = rows[:, None, :]  # each row of blocks: one line, BLOCK times
 
 
 class FaceCanvas:
@@ -119,18 +120,17 @@ def _checksum(counter: int, timestamp_ms: int) -> int:
     return (word >> 16) ^ (word & 0xFFFF)
 
 
+#: Each bit's weight in a stamp word, most significant first.
+_BIT_WEIGHTS = np.array([1 << (BITS_PER_ROW - 1 - i) for i in range(BITS_PER_ROW)],
+                        dtype=np.uint64)
+
+
 def stamp_bits(counter: int, timestamp_ms: int) -> NDArray[np.bool_]:
     counter &= 0xFFFFFFFF
     timestamp_ms &= 0xFFFFFFFF
     words = [counter, timestamp_ms, (MARKER << 16) | _checksum(counter, timestamp_ms)]
-    return np.array(
-        [[(w >> (BITS_PER_ROW - 1 - i)) & 1 for i in range(BITS_PER_ROW)] for w in words],
-        dtype=bool,
-    )
-
-
-_BIT_WEIGHTS = np.array([1 << (BITS_PER_ROW - 1 - i) for i in range(BITS_PER_ROW)],
-                        dtype=np.uint64)
+    bits: NDArray[np.bool_] = (np.array(words, np.uint64)[:, None] & _BIT_WEIGHTS) != 0
+    return bits
 
 
 def read_stamp(y_plane: bytes | memoryview | U8, width: int, height: int) -> tuple[int, int] | None:
