@@ -468,6 +468,31 @@ async def test_livekit_voice_transport_end_to_end(
     assert session.state.value == "stopped"
 
 
+async def test_a_burst_into_the_microphone_track_does_not_become_lasting_latency(
+    emulator: EmulatorServer,
+) -> None:
+    """A track plays in real time: audio pushed faster than that (a stalled loop catching
+    up, a start-up backlog) would make every later word as late. Beyond a small lag it is
+    dropped, and counted."""
+    from agent.heygen.backend import MICROPHONE_LAG_S
+    from agent.heygen.session import HeyGenSession
+
+    options = SessionOptions(request=ia.NewSessionRequest(ia_is_livekit_transport=True),
+                             keep_alive_interval_s=None)
+    async with (
+        api.HeyGenClient("e2e-key-123456", base_url=emulator.base_url) as client,
+        HeyGenSession(client, options) as session,
+    ):
+        assert session.microphone_is_track and session.microphone_dropped_s == 0
+        assert await session.send_audio(bytes(16_000 * 2 * 2), 16_000) == 200  # 2 s at once
+        microphone = session._microphone
+        assert microphone is not None
+        await eventually(microphone.empty, "the feed took every frame")
+        kept = 2.0 - session.microphone_dropped_s
+        # What the track took: the lag allowed, and what played out meanwhile.
+        assert MICROPHONE_LAG_S <= kept <= MICROPHONE_LAG_S + 0.3, kept
+
+
 async def test_liveavatar_push_to_talk(emulator: EmulatorServer) -> None:
     """LiveAvatar FULL with push-to-talk: the turn is what was said while held; the
     service's answers to the button come back as events, and HeyGen's brain answers."""

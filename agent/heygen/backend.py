@@ -55,6 +55,9 @@ MICROPHONE_FRAME_S = 0.01
 #: User audio waiting to be played into the room; beyond it the oldest goes, rather than
 #: the user's words arriving ever later.
 MICROPHONE_QUEUE_S = 1.0
+#: How far ahead of real time the microphone track may be fed: what is queued in it
+#: plays out in real time, so it is latency the user's every later word carries too.
+MICROPHONE_LAG_S = 0.1
 
 
 class SessionAborted(HeyGenError):
@@ -142,6 +145,8 @@ class AvatarSession(ABC):
         # the track, so a caller never waits on LiveKit's real-time pacing.
         self._microphone: asyncio.Queue[bytes] | None = None
         self._chunker = AudioChunker()
+        #: Seconds of user audio a microphone track dropped rather than fall behind.
+        self.microphone_dropped_s = 0.0
         #: Why the last stop could not be confirmed (the session may still be open and
         #: billed), or ``None`` when it was, or nothing needed stopping.
         self.stop_error: str | None = None
@@ -557,9 +562,16 @@ class AvatarSession(ABC):
             return 0
         for chunk in chunks:
             if microphone.full():  # the track fell behind: the oldest audio goes
-                microphone.get_nowait()
+                self._drop_microphone(len(microphone.get_nowait()), self._chunker.sample_rate)
             microphone.put_nowait(chunk)
         return len(chunks)
+
+    def _drop_microphone(self, size: int, sample_rate: int) -> None:
+        if not self.microphone_dropped_s:
+            logger.info(f"HeyGen session {self.session_id}: the microphone came faster than "
+                        f"real time; audio beyond {MICROPHONE_LAG_S * 1000:.0f} ms of lag "
+                        "is dropped")
+        self.microphone_dropped_s += size / 2 / sample_rate
 
     async def _feed_microphone(
         self, source: rtc.AudioSource, sample_rate: int, chunks: asyncio.Queue[bytes]
@@ -567,6 +579,11 @@ class AvatarSession(ABC):
         try:
             while True:
                 chunk = await chunks.get()
+                if source.queued_duration > MICROPHONE_LAG_S:
+                    # The track plays in real time: audio that came in a burst (a busy
+                    # loop, a start-up backlog) would stay that late for good. Drop it.
+                    self._drop_microphone(len(chunk), sample_rate)
+                    continue
                 await source.capture_frame(rtc.AudioFrame(chunk, sample_rate, 1, len(chunk) // 2))
         finally:
             await source.aclose()
