@@ -263,25 +263,27 @@ async def emulator_process(
             drain.cancel()
 
 
+def _stat(path: str) -> tuple[str, float]:
+    """A ``/proc`` stat file's name and its user + system CPU so far, in seconds."""
+    with open(path, encoding="utf-8") as f:
+        head, tail = f.read().rsplit(")", 1)
+    fields = tail.split()
+    return head.split("(", 1)[1], (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process and all its threads so far (Linux)."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return _stat(f"/proc/{pid}/stat")[1]
 
 
 def thread_cpu_seconds(pid: int) -> dict[str, float]:
     """CPU so far of each thread of a process (Linux), keyed ``tid name``; the main
     thread, where Python runs, is named ``python``."""
     out: dict[str, float] = {}
-    tick = os.sysconf("SC_CLK_TCK")
     for task in os.listdir(f"/proc/{pid}/task"):
         with contextlib.suppress(OSError):  # a thread that ended meanwhile
-            with open(f"/proc/{pid}/task/{task}/stat", encoding="utf-8") as f:
-                head, tail = f.read().rsplit(")", 1)
-            fields = tail.split()
-            name = "python" if task == str(pid) else head.split("(", 1)[1]
-            out[f"{task} {name}"] = (int(fields[11]) + int(fields[12])) / tick
+            name, seconds = _stat(f"/proc/{pid}/task/{task}/stat")
+            out[f"{task} {'python' if task == str(pid) else name}"] = seconds
     return out
 
 
