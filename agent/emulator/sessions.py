@@ -66,8 +66,10 @@ class AudioStats:
     sample_rates: set[int] = field(default_factory=set)
     frame_samples: dict[int, int] = field(default_factory=dict)
     text_frames: int = 0
-    #: Over the LiveKit voice transport: microphone seconds heard in the room, and texts
-    #: sent on its data channel.
+    #: Over the LiveKit voice transport: seconds of the microphone track the avatar's
+    #: subscription delivered, and texts sent on its data channel. A subscribed track
+    #: delivers audio in real time even while its publisher sends nothing (the receiver
+    #: conceals the gap), so this grows with time subscribed, not with audio sent.
     room_seconds: float = 0.0
     room_texts: int = 0
     bad_frames: int = 0
