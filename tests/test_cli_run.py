@@ -173,12 +173,34 @@ async def test_account_commands_against_the_emulator() -> None:
 
 
 async def test_every_command_has_help() -> None:
-    for command in ("run", "validate", "avatars", "voices", "contexts", "sessions", "emulate",
-                    "bench"):
-        code, out, _ = await heygen_agent(command, "--help")
+    commands = ("run", "validate", "avatars", "voices", "contexts", "sessions", "emulate",
+                "bench")
+    answers = await asyncio.gather(*(heygen_agent(c, "--help") for c in commands))
+    for command, (code, out, _) in zip(commands, answers, strict=True):
         assert code == 0 and out.startswith(f"usage: heygen-agent {command}")
         description = out.split("\n\n")[1]  # what it does, under the usage lines
         assert not description.startswith(("positional", "options")), (command, out)
+
+
+async def test_the_command_line_is_parsed_without_loading_what_commands_use() -> None:
+    """Every command, even ``--help`` or ``validate``, builds the whole parser first: the
+    emulator, the API clients and LiveKit load only for the command that uses them (they
+    had cost every command about half a second of imports)."""
+    heavy = ("agent.emulator", "agent.heygen", "aiohttp", "httpx", "livekit", "pipecat")
+    probe = ("import sys; from agent.cli import build_parser; build_parser(); "
+             f"print(sorted({{m.split('.')[0] + '.' + m.split('.')[1] if m.startswith('agent.') "
+             f"else m.split('.')[0] for m in sys.modules if m.startswith({heavy!r})}}))")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", probe, cwd=ROOT, stdout=asyncio.subprocess.PIPE)
+    out, _ = await within(process.communicate(), "the parser was built")
+    assert process.returncode == 0 and out.decode().strip() == "[]"
+
+
+def test_every_backend_the_account_commands_offer_has_a_catalogue() -> None:
+    from agent.commands.account import BACKENDS
+    from agent.commands.catalogue import CATALOGUES
+
+    assert tuple(CATALOGUES) == BACKENDS
 
 
 @pytest.mark.livekit

@@ -1,4 +1,8 @@
-"""``heygen-agent emulate``: the local HeyGen emulator, with its own LiveKit server."""
+"""``heygen-agent emulate``: the local HeyGen emulator, with its own LiveKit server.
+
+The emulator (aiohttp, LiveKit) loads when this command runs, not when its parser is
+built: every command line builds all parsers.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,12 @@ import argparse
 import asyncio
 import contextlib
 import signal
+from typing import TYPE_CHECKING
 
 from agent.commands import native
-from agent.emulator.config import EmulatorConfig, LiveKitSettings
-from agent.emulator.faults import FailNext, FaultSettings
-from agent.emulator.livekit_server import LiveKitServer, LiveKitUnavailable
-from agent.emulator.server import EmulatorServer
+
+if TYPE_CHECKING:
+    from agent.emulator.server import EmulatorServer
 
 DEFAULT_PORT = 8700
 
@@ -49,6 +53,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace) -> int:
+    from agent.emulator.config import EmulatorConfig, LiveKitSettings
+    from agent.emulator.faults import FailNext, FaultSettings
+    from agent.emulator.livekit_server import LiveKitServer, LiveKitUnavailable
+    from agent.emulator.server import EmulatorServer
+
     faults = FaultSettings(
         latency_ms=args.latency_ms,
         fail_next=FailNext(count=args.fail_next, status=args.fail_status)
