@@ -130,13 +130,20 @@ async def test_account_commands_against_the_emulator() -> None:
                             liveavatar_api_keys=frozenset({"la-acct-key-123"}))
     async with EmulatorServer(config) as server:
         env = {"HEYGEN_BASE_URL": server.base_url, "HEYGEN_API_KEY": "acct-key-123"}
-        code, out, _ = await heygen_agent("avatars", env=env)
-        assert code == 0 and out.splitlines()[0].split() == ["AVATAR", "ID", "POSE", "STATUS"]
-        assert "Emulated_Anna" in [row[0] for row in rows(out)]
-        code, out, _ = await heygen_agent("voices", "--realtime", "--json", env=env)
-        assert code == 0 and [json.loads(line) for line in out.splitlines()] == [
-            {"voice_id": "emu-voice-en", "name": "espeak-ng English", "language": "English",
-             "streaming": "yes"}]
+        la_env = {"LIVEAVATAR_BASE_URL": server.base_url, "LIVEAVATAR_API_KEY": "la-acct-key-123"}
+        # The listings change nothing: they run at once, while the sessions are looked at.
+        listings = asyncio.gather(
+            heygen_agent("avatars", env=env),
+            heygen_agent("voices", "--realtime", "--json", env=env),
+            heygen_agent("avatars", "--api-key", "wrong-key-000", env=env),
+            heygen_agent("contexts", env=env),
+            heygen_agent("avatars", "--backend", "liveavatar", env=la_env),
+            *(heygen_agent(listing, "--backend", "liveavatar", "--json", env=la_env)
+              for listing in ("voices", "contexts")),
+            # a HeyGen key where LiveAvatar's is needed: one line that says so
+            heygen_agent("avatars", "--backend", "liveavatar", "--api-key", "acct-key-123",
+                         env={**env, **la_env}))
+
         async with api.HeyGenClient("acct-key-123", base_url=server.base_url) as client:
             leaked = [(await client.new_session(ia.NewSessionRequest())).session_id
                       for _ in range(2)]
@@ -150,24 +157,28 @@ async def test_account_commands_against_the_emulator() -> None:
         assert server.emulator.registry.counts()["open"] == 0
         code, out, _ = await heygen_agent("sessions", env=env)
         assert code == 0 and out.strip() == "no open sessions"
-        code, _, err = await heygen_agent("avatars", "--api-key", "wrong-key-000", env=env)
+
+        avatars, voices, wrong_key, contexts, la_avatars, *la_listings, heygen_key = (
+            await listings)
+        code, out, _ = avatars
+        assert code == 0 and out.splitlines()[0].split() == ["AVATAR", "ID", "POSE", "STATUS"]
+        assert "Emulated_Anna" in [row[0] for row in rows(out)]
+        code, out, _ = voices
+        assert code == 0 and [json.loads(line) for line in out.splitlines()] == [
+            {"voice_id": "emu-voice-en", "name": "espeak-ng English", "language": "English",
+             "streaming": "yes"}]
+        code, _, err = wrong_key
         assert code == 1 and err.startswith("heygen-agent: /v1/streaming/avatar.list: HTTP 401")
         assert "wrong-key-000" not in err and "Traceback" not in err
-        code, _, err = await heygen_agent("contexts", env=env)
+        code, _, err = contexts
         assert code == 2 and err.strip().startswith("heygen-agent: interactive has no contexts")
-
-        la_env = {"LIVEAVATAR_BASE_URL": server.base_url, "LIVEAVATAR_API_KEY": "la-acct-key-123"}
-        code, out, _ = await heygen_agent("avatars", "--backend", "liveavatar", env=la_env)
+        code, out, _ = la_avatars
         assert code == 0 and out.splitlines()[0].split() == ["AVATAR", "ID", "NAME", "WHOSE"]
         assert "Wayne" in out and {row[-1] for row in rows(out)} == {"yours", "public"}
-        for listing in ("voices", "contexts"):
-            code, out, _ = await heygen_agent(listing, "--backend", "liveavatar", "--json",
-                                              env=la_env)
+        for listing, (code, out, _) in zip(("voices", "contexts"), la_listings, strict=True):
             assert code == 0 and all(json.loads(line)[f"{listing[:-1]}_id"]
                                      for line in out.splitlines()), out
-        # a HeyGen key where LiveAvatar's is needed: one line that says so
-        code, _, err = await heygen_agent("avatars", "--backend", "liveavatar", "--api-key",
-                                          "acct-key-123", env={**env, **la_env})
+        code, _, err = heygen_key
         assert code == 1 and "LIVEAVATAR_API_KEY" in err and len(err.strip().splitlines()) == 1
         assert "acct-key-123" not in err
 
