@@ -129,6 +129,7 @@ CATALOGUES: dict[str, tuple[type[RestClient], type[Catalogue]]] = {
 }
 
 def call(args: argparse.Namespace, listing: str) -> int:
+    """Make one listing (``avatars``, ``voices``, ...) and print it; the exit code."""
     if getattr(args, "action", None) == "stop" and args.all == bool(args.session_id):
         print("heygen-agent: give a session id or --all (not both)", file=sys.stderr)
         return EXIT_USAGE
