@@ -133,15 +133,17 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 async def _main(file: PipelineFile, specs: list[ProcessorSpec], args: argparse.Namespace) -> int:
-    from agent.emulator.config import EMULATOR_KEYS, EmulatorConfig
-    from agent.emulator.livekit_server import LiveKitServer, LiveKitUnavailable
-    from agent.emulator.server import EmulatorServer
     from agent.pipeline.builder import build
 
     base_dir = args.file.resolve().parent
     async with contextlib.AsyncExitStack() as stack:
         base_url = api_key = None
         if file.heygen.emulator:
+            # loaded only here: a run against HeyGen need not wait for the emulator's import
+            from agent.emulator.config import EMULATOR_KEYS, EmulatorConfig
+            from agent.emulator.livekit_server import LiveKitServer, LiveKitUnavailable
+            from agent.emulator.server import EmulatorServer
+
             try:
                 livekit = await stack.enter_async_context(LiveKitServer())
             except LiveKitUnavailable as exc:
