@@ -67,6 +67,7 @@ async def test_voice_chat_end_to_end(emulator: EmulatorServer, tmp_path: Path) -
     transport = HeyGenTransport(client=client, session_options=SessionOptions(),
                                 params=HeyGenParams(video_format="I420"))
     transcripts: dict[str, list[str]] = {"user": [], "avatar": []}
+    told: list[str] = []  # the avatar's events as the room's data messages told them
 
     @transport.event_handler("on_user_transcript")
     async def user(t: HeyGenTransport, text: str) -> None:
@@ -77,7 +78,6 @@ async def test_voice_chat_end_to_end(emulator: EmulatorServer, tmp_path: Path) -
         transcripts["avatar"].append(text)
         told.append("avatar transcript")
 
-    told: list[str] = []  # the avatar's events as the room's data messages told them
     for name in ("on_avatar_started_speaking", "on_avatar_stopped_speaking"):
         transport.add_event_handler(name, lambda t, name=name: told.append(name))
 
