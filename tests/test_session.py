@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
+from livekit import rtc
 
 from agent.emulator.config import EmulatorConfig
 from agent.emulator.faults import FaultSettings
@@ -353,6 +354,41 @@ async def test_lost_media_ends_the_session_with_a_reason(
         reason = await within(session.wait_stopped(), "the session ended by itself", 90)
         assert reason.startswith(expected), reason
         assert emulator.emulator.registry.counts()["stopped"] == 1
+        assert emulator.emulator.registry.counts()["open"] == 0
+
+
+@pytest.mark.livekit
+async def test_a_session_that_takes_no_media_still_counts_its_avatar_present(
+    livekit_server: LiveKitServer,
+) -> None:
+    """With neither the avatar's video nor its audio wanted, no track is subscribed: the
+    avatar's published tracks say it is there, and the media watch does not end the
+    session after its grace time."""
+    config = EmulatorConfig(livekit=livekit_server.settings)
+    async with EmulatorServer(config) as emulator, api.HeyGenClient(
+        "nomedia-key-123456", base_url=emulator.base_url
+    ) as client:
+        grace = 0.3
+        options = SessionOptions(keep_alive_interval_s=None, media_grace_s=grace,
+                                 video=False, audio=False)
+        session = HeyGenSession(client, options)
+        await session.start()
+        try:
+            room = session.room
+            assert room is not None
+
+            def publications() -> list[rtc.RemoteTrackPublication]:
+                return [p for who in room.remote_participants.values()
+                        for p in who.track_publications.values()]
+
+            await eventually(lambda: len(publications()) == 2, "the avatar's two tracks")
+            # The watch was armed when start() returned; a timer of the same loop that is
+            # due later runs after it.
+            await asyncio.sleep(3 * grace)
+            assert session.state is SessionState.RUNNING
+            assert not any(p.subscribed for p in publications())
+        finally:
+            await session.stop()
         assert emulator.emulator.registry.counts()["open"] == 0
 
 

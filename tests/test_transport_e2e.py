@@ -593,6 +593,28 @@ async def test_video_that_no_one_uses_is_not_received(emulator: EmulatorServer,
     assert collector.count(OutputImageRawFrame) == 0
 
 
+async def test_audio_that_no_one_uses_is_not_received(emulator: EmulatorServer) -> None:
+    """With audio off, the avatar's audio track is never subscribed (LiveKit neither
+    receives, decodes nor plays it out); its video still comes."""
+    from livekit import rtc
+
+    transport = HeyGenTransport(api_key="noaudio-key-1", base_url=emulator.base_url,
+                                params=HeyGenParams(audio_enabled=False))
+    collector = Collector()
+    await run_until([transport.output(), transport.input(), collector],
+                    collector.until(lambda: collector.count(OutputImageRawFrame) > 5),
+                    "the avatar's video")
+    room = transport.session.room
+    assert room is not None
+    publications = [p for who in room.remote_participants.values()
+                    for p in who.track_publications.values()]
+    video = [p for p in publications if p.kind == rtc.TrackKind.KIND_VIDEO]
+    audio = [p for p in publications if p.kind == rtc.TrackKind.KIND_AUDIO]
+    assert audio and not any(p.subscribed for p in audio), "the audio was not subscribed"
+    assert video and all(p.subscribed for p in video)
+    assert collector.count(OutputAudioRawFrame) == 0
+
+
 def test_a_file_with_no_video_output_does_not_receive_video(tmp_path: Path) -> None:
     from agent.pipeline.builder import build
     from agent.pipeline.loader import load_agent_file

@@ -86,6 +86,9 @@ class LifeOptions:
     #: Subscribe to the avatar's video. Off when nothing uses it: LiveKit then neither
     #: receives nor decodes it (the audio, and the media watch, go on as before).
     video: bool = True
+    #: Subscribe to the avatar's audio. Off when nothing uses it: LiveKit then neither
+    #: receives, decodes nor plays it out.
+    audio: bool = True
 
     # Each backend's options know their client and their session, so that whoever holds
     # options (the transport, the YAML builder) never asks which backend they are for.
@@ -465,10 +468,7 @@ class AvatarSession(ABC):
 
         @room.on("track_subscribed")
         def _track(track: rtc.Track, _pub: Any, participant: rtc.RemoteParticipant) -> None:
-            self._avatars.add(participant.identity)
-            if self._media_watch is not None:  # it came back in time
-                self._media_watch.cancel()
-                self._media_watch = None
+            self._media_arrived(participant.identity)
             self._spawn(self._notify(self.listener.on_track(track, participant)), "heygen-track")
 
         # One queue and one consumer: the events mean something only in order.
@@ -484,8 +484,9 @@ class AvatarSession(ABC):
                 logger.warning(f"HeyGen data event ignored: {exc}")
 
         @room.on("track_published")
-        def _published(publication: rtc.RemoteTrackPublication, _who: Any) -> None:
-            self._subscribe(publication)
+        def _published(publication: rtc.RemoteTrackPublication,
+                       participant: rtc.RemoteParticipant) -> None:
+            self._subscribe(publication, participant)
 
         @room.on("participant_connected")
         def _joined(participant: rtc.RemoteParticipant) -> None:
@@ -520,15 +521,27 @@ class AvatarSession(ABC):
         _, cancelled = await despite_cancel(room.connect(url, token, options))
         for participant in room.remote_participants.values():  # there before we joined
             for publication in participant.track_publications.values():
-                self._subscribe(publication)
+                self._subscribe(publication, participant)
         if cancelled:
             raise asyncio.CancelledError
         logger.debug(f"HeyGen session {self.session_id}: LiveKit room joined")
 
-    def _subscribe(self, publication: rtc.RemoteTrackPublication) -> None:
-        if publication.kind == rtc.TrackKind.KIND_VIDEO and not self.life.video:
-            return
-        publication.set_subscribed(True)
+    def _subscribe(self, publication: rtc.RemoteTrackPublication,
+                   participant: rtc.RemoteParticipant) -> None:
+        wanted = {rtc.TrackKind.KIND_VIDEO: self.life.video,
+                  rtc.TrackKind.KIND_AUDIO: self.life.audio}
+        if wanted.get(publication.kind, False):
+            publication.set_subscribed(True)  # present once the track is subscribed
+        else:
+            # Not taken, so never subscribed: its publication is the avatar's media here.
+            self._media_arrived(participant.identity)
+
+    def _media_arrived(self, identity: str) -> None:
+        """``identity`` has media in the room: the avatar is there (or back in time)."""
+        self._avatars.add(identity)
+        if self._media_watch is not None:
+            self._media_watch.cancel()
+            self._media_watch = None
 
     def _watch_media(self, reason: str) -> None:
         """Stop the session unless the avatar's media is back within the grace time."""

@@ -142,8 +142,9 @@ class HeyGenTransport(BaseTransport):
         # LiveAvatarOptions for LiveAvatar; nothing below asks which.
         self.params = params or HeyGenParams()
         options = session_options or SessionOptions()
-        if not self.params.video_enabled:  # no one takes the video: do not receive it
-            options = dataclasses.replace(options, video=False)
+        # What no one takes is not received: no subscription, no decoding.
+        options = dataclasses.replace(options, video=options.video and self.params.video_enabled,
+                                      audio=options.audio and self.params.audio_enabled)
         self.client = client or options.open_client(api_key, base_url)
         self.session: AvatarSession = options.new_session(self.client, _Listener(self))
         self._input = HeyGenInput(self)
