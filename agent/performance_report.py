@@ -18,6 +18,12 @@ def _f(value: float, digits: int = 0) -> str:
     return "n/a" if value != value else f"{value:,.{digits}f}"  # NaN: nothing measured
 
 
+def soak_variant(run: dict[str, Any]) -> str:
+    """A soak run's video mode, and ``video only`` when the avatar's audio was left
+    unsubscribed (runs written before that choice existed received it)."""
+    return run["decode"] if run.get("avatar_audio", True) else f"{run['decode']}, video only"
+
+
 def per_added_session(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """What one more session costs, per video mode: the difference between the two
     smallest session counts that ran without problems, divided by the sessions added.
@@ -25,8 +31,8 @@ def per_added_session(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]
     are dropped), so a line through every run would understate the cost. Agent memory is
     what each run added to its process's memory before the sessions."""
     out: dict[str, dict[str, float]] = {}
-    for decode in dict.fromkeys(r["decode"] for r in runs):
-        clean = sorted((r for r in runs if r["decode"] == decode and not r["problems"]),
+    for decode in dict.fromkeys(soak_variant(r) for r in runs):
+        clean = sorted((r for r in runs if soak_variant(r) == decode and not r["problems"]),
                        key=lambda r: r["sessions"])
         if len(clean) < 2:
             continue
@@ -88,7 +94,7 @@ def _threads(per_added: dict[str, dict[str, float]],
     figures come from, divided by its sessions."""
     lines: list[str] = []
     for decode, per in per_added.items():
-        run = next((r for r in runs if r["decode"] == decode and r["sessions"] == per["to"]
+        run = next((r for r in runs if soak_variant(r) == decode and r["sessions"] == per["to"]
                     and r.get("agent_cpu_by_thread")), None)
         if run is None:
             continue
@@ -230,7 +236,11 @@ def render(data: dict[str, Any], source: str = "docs/performance.json") -> str:
         f"streaming audio in real time and receiving the avatar's video for "
         f"{sessions['seconds']:g} s. CPU is a percentage of one core over the streaming "
         "stretch; memory is resident (RSS) at the end. `i420`: frames kept as LiveKit "
-        "decodes them; `rgb`: converted to RGB24 by LiveKit (what RGB video outputs cost). "
+        "decodes them; `rgb`: converted to RGB24 by LiveKit (what RGB video outputs cost); "
+        "both also receive the avatar's audio, as a session that plays it does. "
+        "`i420, video only`: the avatar's audio track left unsubscribed, as when nothing "
+        "takes it (`HeyGenParams(audio_enabled=False)`): LiveKit neither receives, decodes "
+        "nor plays it out. "
         "Frames missed come from the counters stamped on each frame; the event-loop lag is "
         "how late a 10 ms ticker woke.\n",
         "| video | N | started | agent CPU | emulator CPU | agent RSS (before the run) | "
@@ -239,7 +249,7 @@ def render(data: dict[str, Any], source: str = "docs/performance.json") -> str:
     ]
     for r in sessions["runs"]:
         out.append(
-            f"| {r['decode']} | {r['sessions']} | {r['started']} | "
+            f"| {soak_variant(r)} | {r['sessions']} | {r['started']} | "
             f"{r['agent_cpu_percent']:.0f} % | {r['emulator_cpu_percent']:.0f} % | "
             f"{r['agent_rss_mb']:.0f} MB ({r['agent_rss_before_mb']:.0f}) | "
             f"{r['emulator_rss_mb']:.0f} MB | {r['video_frames']} / "
@@ -269,7 +279,7 @@ def render(data: dict[str, Any], source: str = "docs/performance.json") -> str:
                 counts[kind] = counts.get(kind, 0) + 1
             if counts:
                 what = "; ".join(f"{k} ({v})" for k, v in counts.items())
-                out.append(f"- {r['decode']}, N={r['sessions']}: {what}")
+                out.append(f"- {soak_variant(r)}, N={r['sessions']}: {what}")
     out += [
         "",
         "On a 2-core machine the emulator (an encoder per avatar) and the agent compete for "

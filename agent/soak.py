@@ -9,7 +9,9 @@ emulator's own counts that every session started, all the audio each one sent ar
 video kept coming, and no session is left open. CPU is measured per process, so the
 emulator's cost is told apart from the agent's. ``decode`` says what the agent does with
 each video frame: keep LiveKit's I420, or have it converted to RGB (what a pipeline whose
-video outputs want RGB pays); a ticker task measures how late the event loop runs.
+video outputs want RGB pays); ``avatar_audio`` whether the avatar's audio is received too
+(what a pipeline that plays or records it pays) or left unsubscribed (one that only shows
+the video); a ticker task measures how late the event loop runs.
 
 ``python -m agent.soak --sessions 10 --seconds 60`` (``scripts/soak``) prints JSON.
 """
@@ -97,6 +99,8 @@ class SoakReport:
     emulator_cpu_percent: float = 0.0
     agent_rss_mb: float = 0.0
     decode: Decode = "i420"
+    #: the avatar's audio received as well as its video (else left unsubscribed)
+    avatar_audio: bool = True
     #: the agent process's resident memory before any session started
     agent_rss_before_mb: float = 0.0
     emulator_rss_mb: float = 0.0
@@ -192,11 +196,13 @@ async def _stream_audio(session: HeyGenSession, seconds: float, report: SessionR
 
 
 async def _one(client: HeyGenClient, seconds: float, report: SessionReport,
-               started: asyncio.Barrier, decode: Decode = "i420") -> None:
+               started: asyncio.Barrier, decode: Decode = "i420",
+               avatar_audio: bool = True) -> None:
     watcher = _Watcher(report, decode)
     # silence_response off and no speech detection of note: the avatar stays idle, so
     # what is measured is the media itself, the same for every session.
-    options = SessionOptions(request=ia.NewSessionRequest(), keep_alive_interval_s=None)
+    options = SessionOptions(request=ia.NewSessionRequest(), keep_alive_interval_s=None,
+                             audio=avatar_audio)
     session = HeyGenSession(client, options, watcher)
     began = time.perf_counter()
     try:
@@ -316,8 +322,10 @@ async def lag_ticker(lags: list[float], interval: float = TICK_S) -> None:
         lags.append(max(0.0, loop.time() - asleep - interval))
 
 
-async def soak(sessions: int = 10, seconds: float = 60.0, decode: Decode = "i420") -> SoakReport:
+async def soak(sessions: int = 10, seconds: float = 60.0, decode: Decode = "i420",
+               avatar_audio: bool = True) -> SoakReport:
     report = SoakReport(sessions=sessions, seconds=seconds, decode=decode,
+                        avatar_audio=avatar_audio,
                         agent_rss_before_mb=round(rss_mb(os.getpid()), 1),
                         per_session=[SessionReport() for _ in range(sessions)])
     async with (
@@ -326,7 +334,7 @@ async def soak(sessions: int = 10, seconds: float = 60.0, decode: Decode = "i420
         httpx.AsyncClient(base_url=base_url, timeout=30) as admin,
     ):
         barrier = asyncio.Barrier(sessions + 1)
-        runs = [asyncio.create_task(_one(client, seconds, r, barrier, decode))
+        runs = [asyncio.create_task(_one(client, seconds, r, barrier, decode, avatar_audio))
                 for r in report.per_session]
         await barrier.wait()  # all started (or failed): measure the steady state
         cpu0, emu0, wall0 = time.process_time(), cpu_seconds(emulator_pid), time.perf_counter()
@@ -363,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--decode", choices=["i420", "rgb"], default="i420",
                         help="what the agent does with each video frame (default: keep I420)")
+    parser.add_argument("--no-avatar-audio", action="store_true",
+                        help="leave the avatar's audio track unsubscribed (video only)")
     parser.add_argument("--json", metavar="FILE", help="also write the report here")
     args = parser.parse_args(argv)
     from loguru import logger
@@ -371,7 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     logger.add(sys.stderr, level="WARNING")
     # LiveKit's native side reports each frame a slow reader misses: counted here instead.
     logging.getLogger("livekit").setLevel(logging.ERROR)
-    report = asyncio.run(soak(args.sessions, args.seconds, args.decode))
+    report = asyncio.run(soak(args.sessions, args.seconds, args.decode,
+                              avatar_audio=not args.no_avatar_audio))
     text = json.dumps(report.as_dict(), indent=2)
     print(text)
     if args.json:

@@ -54,7 +54,8 @@ def test_every_case_runs_and_is_named() -> None:
 @pytest.mark.livekit
 async def test_session_bench_runs_and_writes_well_formed_json() -> None:
     """The session benchmark, tiny: one round of each case, one session for a second,
-    both video modes; what it writes must survive JSON and render as the document."""
+    both video modes and video alone; what it writes must survive JSON and render as the
+    document."""
     import json
 
     from agent.bench_options import BenchConfig
@@ -73,7 +74,9 @@ async def test_session_bench_runs_and_writes_well_formed_json() -> None:
     assert data["lipsync"]["first_audio_ms"]["n"] == 1
     assert data["lipsync"]["drift"]["avatar_audio_s"] > 0
     runs = data["sessions"]["runs"]
-    assert [(r["decode"], r["sessions"]) for r in runs] == [("i420", 1), ("rgb", 1)]
+    assert [(r["decode"], r["sessions"], r["avatar_audio"]) for r in runs] == [
+        ("i420", 1, True), ("rgb", 1, True), ("i420", 1, False)]
     assert all(r["started"] == 1 and r["video_frames"] > 0 for r in runs)
     assert all(r["agent_cpu_by_thread"]["python"] > 0 for r in runs)
+    assert "| i420, video only | 1 |" in render(data)
     assert "# Performance" in render(data) and "start → first video frame" in table(data)
