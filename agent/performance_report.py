@@ -31,8 +31,8 @@ def per_added_session(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]
     are dropped), so a line through every run would understate the cost. Agent memory is
     what each run added to its process's memory before the sessions."""
     out: dict[str, dict[str, float]] = {}
-    for decode in dict.fromkeys(soak_variant(r) for r in runs):
-        clean = sorted((r for r in runs if soak_variant(r) == decode and not r["problems"]),
+    for variant in dict.fromkeys(soak_variant(r) for r in runs):
+        clean = sorted((r for r in runs if soak_variant(r) == variant and not r["problems"]),
                        key=lambda r: r["sessions"])
         if len(clean) < 2:
             continue
@@ -42,7 +42,7 @@ def per_added_session(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]
         def added(r: dict[str, Any]) -> float:
             return float(r["agent_rss_mb"] - r["agent_rss_before_mb"])
 
-        out[decode] = {
+        out[variant] = {
             "from": a["sessions"], "to": b["sessions"],
             "agent_cpu_percent": round((b["agent_cpu_percent"] - a["agent_cpu_percent"]) / n, 1),
             "emulator_cpu_percent": round(
@@ -93,8 +93,8 @@ def _threads(per_added: dict[str, dict[str, float]],
     """Where the agent's CPU goes, by thread, in the larger of the two runs the per-session
     figures come from, divided by its sessions."""
     lines: list[str] = []
-    for decode, per in per_added.items():
-        run = next((r for r in runs if soak_variant(r) == decode and r["sessions"] == per["to"]
+    for variant, per in per_added.items():
+        run = next((r for r in runs if soak_variant(r) == variant and r["sessions"] == per["to"]
                     and r.get("agent_cpu_by_thread")), None)
         if run is None:
             continue
@@ -105,7 +105,7 @@ def _threads(per_added: dict[str, dict[str, float]],
         cells = [f"{kind}: {v / n:.1f} %" for kind, v in shown]
         if rest:
             cells.append(f"others: {rest / n:.1f} %")
-        lines.append(f"- {decode}, N={n}: " + "; ".join(cells))
+        lines.append(f"- {variant}, N={n}: " + "; ".join(cells))
     if not lines:
         return []
     return ["", "The agent's CPU per session by thread (the thread's name without its "
