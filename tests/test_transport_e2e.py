@@ -252,10 +252,14 @@ async def test_the_real_avatar_recorded_and_on_the_viewer_page(
     assert len(decoded) == recorder.video_frames_written
     placed = recorder.video_frames_written - recorder.video_frames_repeated
     assert placed + recorder.video_frames_skipped + recorder.frames_dropped == len(images)
-    # a steady timeline on the clock: the file lasts as long as the media took to come
+    # A steady timeline on the clock: the file lasts as long as the media took to come,
+    # or as long as the audio that came, if longer (audio is its samples: a track that a
+    # stalled loop read late comes in a burst, all of it real time that went by).
     arrivals = [t for t, f in collector.frames
                 if isinstance(f, OutputImageRawFrame | OutputAudioRawFrame)]
-    assert video_s == pytest.approx(arrivals[-1] - arrivals[0], abs=0.3)
+    heard_s = sum(len(f.audio) / 2 / f.sample_rate  # type: ignore[attr-defined]
+                  for f in collector.of(OutputAudioRawFrame))
+    assert video_s == pytest.approx(max(arrivals[-1] - arrivals[0], heard_s), abs=0.3)
     assert audio_s == pytest.approx(recorder.audio_seconds_written, abs=0.1)
     assert audio_s == pytest.approx(video_s, abs=0.1)
     assert read_stamp(decoded[-1].to_ndarray(format="yuv420p").tobytes(), 640, 360) is not None
@@ -324,10 +328,14 @@ async def test_push_to_talk(emulator: EmulatorServer, livekit_voice: bool) -> No
                 self.chat.append(event.raw.type)
 
     async def speak(pcm: bytes) -> None:
-        """As a microphone delivers it: 20 ms at a time, in real time."""
+        """As a microphone delivers it: 20 ms at a time, in real time (on deadlines: a
+        busy machine must not stretch the turn a track plays out in real time)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time()
         for i in range(0, len(pcm), 640):
             await session.send_audio(pcm[i : i + 640], 16000)
-            await asyncio.sleep(0.02)
+            deadline += 0.02
+            await asyncio.sleep(max(0.0, deadline - loop.time()))
 
     listener = Events()
     request = ia.NewSessionRequest(ia_is_livekit_transport=livekit_voice)
@@ -444,11 +452,12 @@ async def test_livekit_voice_transport_end_to_end(
     a data message, as HeyGen's official client does it; the socket only brings events."""
     wav = tmp_path / "question.wav"
     speech_s = speech_wav(wav, "Hello avatar. What is the weather like today?")
-    source = WavFileInput(wav, lead_in_s=1.0)
     client = api.HeyGenClient("lk-voice-key-123456", base_url=emulator.base_url)
     options = SessionOptions(request=ia.NewSessionRequest(ia_is_livekit_transport=True),
                              keep_alive_interval_s=None)
     transport = HeyGenTransport(client=client, session_options=options)
+    # A track carries nothing to no one: the speech starts once the avatar listens.
+    source = WavFileInput(wav, lead_in_s=1.0, start_when=transport.session_running)
     collector = Collector()
     await run_until([source, silero_vad(), AskOnce("What can you do?"), transport.output(),
                      transport.input(), collector],
@@ -502,6 +511,40 @@ async def test_a_burst_into_the_microphone_track_does_not_become_lasting_latency
         kept = 2.0 - session.microphone_dropped_s
         # What the track took: the lag allowed, and what played out meanwhile.
         assert MICROPHONE_LAG_S <= kept <= MICROPHONE_LAG_S + 0.3, kept
+
+
+async def test_a_burst_of_speech_into_the_microphone_track_is_kept_whole(
+    emulator: EmulatorServer,
+) -> None:
+    """A stalled loop catching up pushes speech faster than real time. The words are kept
+    (late for once), and the lag is won back in the pause after them, where quiet audio
+    is what gets dropped: the avatar hears the whole utterance."""
+    import asyncio
+
+    from agent.heygen.session import HeyGenSession
+
+    rate, frame_s = 16_000, 0.02
+    t = np.arange(int(0.6 * rate)) / rate
+    speech = (np.sin(2 * np.pi * 180 * t) * 8000).astype("<i2").tobytes()
+    quiet = bytes(int(rate * frame_s) * 2)
+    options = SessionOptions(request=ia.NewSessionRequest(ia_is_livekit_transport=True),
+                             keep_alive_interval_s=None)
+    async with (
+        api.HeyGenClient("e2e-key-123456", base_url=emulator.base_url) as client,
+        HeyGenSession(client, options) as session,
+    ):
+        await session.send_audio(speech, rate)  # 0.6 s at once
+        loop = asyncio.get_running_loop()
+        deadline = loop.time()
+        for _ in range(round(1.5 / frame_s)):  # then a pause, in real time
+            await session.send_audio(quiet, rate)
+            deadline += frame_s
+            await asyncio.sleep(max(0.0, deadline - loop.time()))
+        emulated = next(iter(emulator.emulator.registry))
+        await eventually(lambda: len(emulated.tasks) == 1, "the avatar answered the turn")
+        heard_s = float(emulated.tasks[0]["text"].split()[2])
+        assert heard_s == pytest.approx(0.6, abs=0.1), emulated.tasks[0]["text"]
+        assert session.microphone_dropped_s > 0.2, "the lag was won back in the pause"
 
 
 async def test_liveavatar_push_to_talk(emulator: EmulatorServer) -> None:
@@ -566,6 +609,32 @@ async def test_liveavatar_full_says_which_participant_never_came(
                 await session.start()
         assert "participant 'heygen'" in str(caught.value) and caught.value.retryable
         assert emulator.emulator.registry.counts()["open"] == 0
+
+
+async def test_the_first_words_are_heard_when_the_avatar_listens_late(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    """A microphone track: the avatar subscribes to it 1.5 s after it is published (the
+    listen-delay fault, as on a loaded media server). The session is running only once
+    the avatar listens, so speech that starts as soon as it runs is heard whole."""
+    from agent.emulator.faults import FaultSettings
+
+    emulator.emulator.faults.apply(FaultSettings(listen_delay_ms=1500))
+    wav = tmp_path / "question.wav"
+    speech_s = speech_wav(wav, "Hello avatar. What is the weather like today?")
+    options = SessionOptions(request=ia.NewSessionRequest(ia_is_livekit_transport=True),
+                             keep_alive_interval_s=None)
+    transport = HeyGenTransport(api_key="late-ears-key-1", base_url=emulator.base_url,
+                                session_options=options)
+    collector = Collector()
+    source = WavFileInput(wav, lead_in_s=0.2, start_when=transport.session_running)
+    await run_until([source, transport.output(), transport.input(), collector],
+                    collector.until(lambda: collector.count(BotStoppedSpeakingFrame) >= 1),
+                    "the avatar answered the speech")
+    session = next(iter(emulator.emulator.registry))
+    said = [t["text"] for t in session.tasks]
+    assert len(said) == 1 and said[0].startswith("I heard "), said
+    assert float(said[0].split()[2]) == pytest.approx(speech_s, abs=0.5), said
 
 
 def subscriptions(transport: HeyGenTransport) -> dict[str, list[bool]]:

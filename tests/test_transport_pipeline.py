@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 from pipecat.frames.frames import (
+    InputAudioRawFrame,
     InterimTranscriptionFrame,
+    StartFrame,
     TranscriptionFrame,
     UserStartedSpeakingFrame,
     UserStoppedSpeakingFrame,
@@ -100,6 +102,28 @@ async def test_speech_reaches_heygen_and_events_come_back(
     assert seen["ended"] == ["pipeline EndFrame"]
     # without LiveKit there is no data channel: no transcripts arrive
     assert collector.of(TranscriptionFrame, InterimTranscriptionFrame) == []
+
+
+async def test_a_wav_input_plays_only_once_the_far_end_can_hear(tmp_path: Path) -> None:
+    """``start_when``: nothing of the file before the event is set, the file after."""
+    wav = tmp_path / "hi.wav"
+    speech_wav(wav, "hi")
+    ready = asyncio.Event()
+    source = WavFileInput(wav, start_when=ready)
+    collector = Collector()
+
+    async def scenario() -> None:
+        await collector.until(lambda: collector.count(StartFrame) == 1)
+        # the play task has had its chance to run: 5 frames' worth of time
+        await asyncio.sleep(0.1)
+        assert collector.count(InputAudioRawFrame) == 0, "played before the far end heard"
+        released = asyncio.get_running_loop().time()
+        ready.set()
+        await within(source.finished.wait(), "the whole file played")
+        first = next(t for t, f in collector.frames if isinstance(f, InputAudioRawFrame))
+        assert first >= released
+
+    await run_until([source, collector], scenario(), "the file played once released")
 
 
 async def test_a_session_that_cannot_start_ends_the_pipeline(tmp_path: Path) -> None:

@@ -98,12 +98,14 @@ class AvatarParticipant:
         fps: int = 25,
         sample_rate: int = 24_000,
         publish_delay_s: float = 0.0,
+        listen_delay_s: float = 0.0,
     ) -> None:
         self.livekit_url = livekit_url
         self._token = token
         self.fps = fps
         self.sample_rate = sample_rate
         self.publish_delay_s = publish_delay_s
+        self.listen_delay_s = listen_delay_s
         self.faces = FaceFrames(width, height)
         self.room = rtc.Room()
         self.joined = False
@@ -153,14 +155,35 @@ class AvatarParticipant:
             if track.kind == rtc.TrackKind.KIND_AUDIO:
                 self._tasks.append(loop.create_task(self._hear(track), name="avatar-hears"))
 
+        # The listen-delay fault: the client's tracks are subscribed only this much later.
+        listen_late = self.listen_delay_s > 0
+
+        def _listen(publication: rtc.RemoteTrackPublication) -> None:
+            self._tasks.append(loop.create_task(self._subscribe_late(publication),
+                                                name="avatar-listens-late"))
+
+        @self.room.on("track_published")
+        def _published(publication: rtc.RemoteTrackPublication, _who: object) -> None:
+            if listen_late:
+                _listen(publication)
+
         began = loop.time()
-        await self.room.connect(self.livekit_url, self._token)
+        await self.room.connect(self.livekit_url, self._token,
+                                rtc.RoomOptions(auto_subscribe=not listen_late))
+        if listen_late:
+            for participant in self.room.remote_participants.values():
+                for publication in participant.track_publications.values():
+                    _listen(publication)
         self.joined = True
         logger.debug(f"emulated avatar joined {self.room.name} in {loop.time() - began:.2f} s")
         # ``streaming.start`` answers now; the tracks follow, as HeyGen's do (clients wait
         # for them). Publishing can take seconds on a loaded machine, and a REST answer
         # held up by it times out the client's start.
         self._tasks.append(loop.create_task(self._publish(), name="avatar-publish"))
+
+    async def _subscribe_late(self, publication: rtc.RemoteTrackPublication) -> None:
+        await asyncio.sleep(self.listen_delay_s)
+        publication.set_subscribed(True)
 
     async def _publish(self) -> None:
         loop = asyncio.get_running_loop()

@@ -43,6 +43,9 @@ class FaultSettings(BaseModel):
     media_delay_ms: float | None = Field(
         None, ge=0, description="a new avatar waits this long before publishing its tracks, "
         "as on a loaded media server")
+    listen_delay_ms: float | None = Field(
+        None, ge=0, description="a new avatar waits this long before subscribing to the "
+        "tracks a client publishes (its microphone), as on a loaded media server")
     reset: bool = False
 
 
@@ -58,6 +61,7 @@ class Faults:
     ws_drop_after_messages: int | None = None
     ws_drop_after_seconds: float | None = None
     media_delay_s: float = 0.0
+    listen_delay_s: float = 0.0
     _failures: list[_Failure] = field(default_factory=list)
 
     def apply(self, settings: FaultSettings) -> None:
@@ -66,6 +70,7 @@ class Faults:
             self.ws_drop_after_messages = None
             self.ws_drop_after_seconds = None
             self.media_delay_s = 0.0
+            self.listen_delay_s = 0.0
             self._failures.clear()
         if settings.latency_ms is not None:
             self.latency_s = settings.latency_ms / 1000
@@ -77,6 +82,8 @@ class Faults:
             self.ws_drop_after_seconds = settings.ws_drop_after_seconds
         if settings.media_delay_ms is not None:
             self.media_delay_s = settings.media_delay_ms / 1000
+        if settings.listen_delay_ms is not None:
+            self.listen_delay_s = settings.listen_delay_ms / 1000
 
     def take_failure(self, path: str) -> FailNext | None:
         """The injected failure for this request, if one is armed; uses it up."""
@@ -97,4 +104,5 @@ class Faults:
             "ws_drop_after_messages": self.ws_drop_after_messages,
             "ws_drop_after_seconds": self.ws_drop_after_seconds,
             "media_delay_ms": self.media_delay_s * 1000,
+            "listen_delay_ms": self.listen_delay_s * 1000,
         }

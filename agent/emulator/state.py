@@ -150,6 +150,7 @@ def default_avatar_factory(session: Session, emulator: Emulator) -> Avatar:
         height=config.avatar_height,
         fps=config.avatar_fps,
         publish_delay_s=emulator.faults.media_delay_s,
+        listen_delay_s=emulator.faults.listen_delay_s,
     )
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal, Self
 
+import numpy as np
 import websockets
 from livekit import rtc
 from loguru import logger
@@ -57,7 +58,18 @@ MICROPHONE_FRAME_S = 0.01
 MICROPHONE_QUEUE_S = 1.0
 #: How far ahead of real time the microphone track may be fed: what is queued in it
 #: plays out in real time, so it is latency the user's every later word carries too.
+#: Beyond it, quiet audio is dropped; speech is kept up to MICROPHONE_SPEECH_LAG_S (words
+#: lost cost more than one late turn), and the lag is won back in the next pause.
 MICROPHONE_LAG_S = 0.1
+MICROPHONE_SPEECH_LAG_S = 1.0
+#: Audio quieter than this (RMS, dBFS) is a pause, safe to drop: well below any speech
+#: detector's threshold (the emulator's is -40 dBFS).
+MICROPHONE_QUIET_DBFS = -50.0
+_QUIET_RMS = 32768 * 10 ** (MICROPHONE_QUIET_DBFS / 20)
+#: How long the start waits for the avatar to subscribe to the microphone track. Until it
+#: does, what the user says is lost (a track carries nothing to no one), so the session is
+#: running only once the avatar listens; past this, it runs anyway and says so.
+MICROPHONE_LISTEN_WAIT_S = 10.0
 
 
 class SessionAborted(HeyGenError):
@@ -555,12 +567,14 @@ class AvatarSession(ABC):
         """Publish the user's microphone as a track in the room; :meth:`_queue_microphone`
         feeds it chunks of ``sample_rate`` mono s16le."""
         assert self.room is not None
-        source = rtc.AudioSource(sample_rate, 1, queue_size_ms=200)
+        # room for the speech lag allowed, so that capture_frame never waits on it
+        source = rtc.AudioSource(sample_rate, 1,
+                                 queue_size_ms=round(MICROPHONE_SPEECH_LAG_S * 1000) + 100)
         muted = self._chunker.muted
         self._chunker = AudioChunker(sample_rate=sample_rate,
                                      chunk_samples=round(sample_rate * MICROPHONE_FRAME_S))
         self._chunker.muted = muted
-        await publish_track(
+        publication = await publish_track(
             self.room, rtc.LocalAudioTrack.create_audio_track("microphone", source),
             rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE),
         )
@@ -568,6 +582,15 @@ class AvatarSession(ABC):
         self._spawn(self._feed_microphone(source, sample_rate, self._microphone),
                     "heygen-microphone")
         logger.debug(f"HeyGen session {self.session_id}: microphone published to the room")
+        try:
+            async with asyncio.timeout(MICROPHONE_LISTEN_WAIT_S):
+                await publication.wait_for_subscription()
+        except TimeoutError:
+            logger.warning(f"HeyGen session {self.session_id}: the avatar has not subscribed "
+                           f"to the microphone within {MICROPHONE_LISTEN_WAIT_S:g} s; what "
+                           f"is said before it does is not heard")
+        else:
+            logger.debug(f"HeyGen session {self.session_id}: the avatar listens")
 
     def _queue_microphone(self, chunks: list[bytes]) -> int:
         microphone = self._microphone
@@ -582,8 +605,9 @@ class AvatarSession(ABC):
     def _drop_microphone(self, size: int, sample_rate: int) -> None:
         if not self.microphone_dropped_s:
             logger.info(f"HeyGen session {self.session_id}: the microphone came faster than "
-                        f"real time; audio beyond {MICROPHONE_LAG_S * 1000:.0f} ms of lag "
-                        "is dropped")
+                        f"real time; pauses beyond {MICROPHONE_LAG_S * 1000:.0f} ms of lag, "
+                        f"and speech beyond {MICROPHONE_SPEECH_LAG_S * 1000:.0f} ms, are "
+                        "dropped")
         self.microphone_dropped_s += size / 2 / sample_rate
 
     async def _feed_microphone(
@@ -592,9 +616,12 @@ class AvatarSession(ABC):
         try:
             while True:
                 chunk = await chunks.get()
-                if source.queued_duration > MICROPHONE_LAG_S:
-                    # The track plays in real time: audio that came in a burst (a busy
-                    # loop, a start-up backlog) would stay that late for good. Drop it.
+                lag = source.queued_duration
+                # The track plays in real time: audio that came in a burst (a busy loop
+                # catching up, a start-up backlog) would stay that late for good. Pauses
+                # go first; speech only past its own, larger bound.
+                if lag > MICROPHONE_LAG_S and (lag > MICROPHONE_SPEECH_LAG_S
+                                               or _quiet(chunk)):
                     self._drop_microphone(len(chunk), sample_rate)
                     continue
                 await source.capture_frame(rtc.AudioFrame(chunk, sample_rate, 1, len(chunk) // 2))
@@ -683,3 +710,9 @@ async def all_or_nothing(calls: list[Awaitable[None]]) -> None:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
+
+
+def _quiet(pcm: bytes) -> bool:
+    """A pause: s16le audio whose RMS is under :data:`MICROPHONE_QUIET_DBFS`."""
+    samples = np.frombuffer(pcm, "<i2").astype(np.float32)
+    return not samples.size or float(np.sqrt(np.mean(samples * samples))) < _QUIET_RMS

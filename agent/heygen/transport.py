@@ -147,6 +147,9 @@ class HeyGenTransport(BaseTransport):
                                       audio=options.audio and self.params.audio_enabled)
         self.client = client or options.open_client(api_key, base_url)
         self.session: AvatarSession = options.new_session(self.client, _Listener(self))
+        #: Set once the session runs: the avatar is there and hears the user (a WAV input
+        #: that stands in for a person waits for it: ``WavFileInput(start_when=...)``).
+        self.session_running = asyncio.Event()
         self._input = HeyGenInput(self)
         self._output = HeyGenOutput(self)
         self._start_lock = asyncio.Lock()
@@ -314,6 +317,7 @@ class _Listener(SessionListener):
         self.t = transport
 
     async def on_started(self, session: AvatarSession) -> None:
+        self.t.session_running.set()
         await self.t._call_event_handler("on_session_started", session.session_id)
 
     async def on_track(self, track: rtc.Track, participant: rtc.RemoteParticipant) -> None:

@@ -28,11 +28,15 @@ AfterEnd = Literal["silence", "end", "loop"]
 
 
 class WavFileInput(FrameProcessor):
-    """Plays ``path`` at real-time pace from the pipeline's start.
+    """Plays ``path`` at real-time pace from the pipeline's start, or from when
+    ``start_when`` is set.
 
     ``after_end``: keep sending silence (a microphone in a quiet room), end the pipeline,
-    or play the file again. ``lead_in_s`` of silence comes first, so the far end is
-    connected before the speech starts."""
+    or play the file again. ``lead_in_s`` of silence comes first. ``start_when``: an event
+    the far end sets once it can hear (the transport's session started, see
+    :attr:`agent.heygen.transport.HeyGenTransport.session_running`): a recording stands in
+    for a person, who would not speak before the avatar is there, and audio sent before
+    then may be lost (a LiveKit track carries nothing to no one)."""
 
     def __init__(
         self,
@@ -40,6 +44,7 @@ class WavFileInput(FrameProcessor):
         *,
         after_end: AfterEnd = "silence",
         lead_in_s: float = 0.0,
+        start_when: asyncio.Event | None = None,
         name: str | None = None,
     ) -> None:
         super().__init__(name=name)
@@ -47,6 +52,7 @@ class WavFileInput(FrameProcessor):
         self.audio, self.sample_rate, self.num_channels = read_wav(self.path)
         self.after_end = after_end
         self.lead_in_s = lead_in_s
+        self.start_when = start_when
         self.frames_sent = 0
         self.seconds_sent = 0.0
         self.finished = asyncio.Event()
@@ -67,6 +73,8 @@ class WavFileInput(FrameProcessor):
             self._task = self.create_task(self._play(), "wav-playback")
 
     async def _play(self) -> None:
+        if self.start_when is not None:
+            await self.start_when.wait()
         step = int(self.sample_rate * FRAME_S) * 2 * self.num_channels
         silence = bytes(step)
         loop = asyncio.get_running_loop()

@@ -99,9 +99,11 @@ def build(
     if file.input.type == "microphone":
         source = MicrophoneInput(device=file.input.device, sample_rate=file.input.sample_rate)
     elif file.input.type == "wav":
+        # A recording stands in for a person: it speaks once the avatar is there.
         wav = source = WavFileInput(resolve_path(file.input.path, base_dir),
                                     after_end=file.input.after_end,
-                                    lead_in_s=file.input.lead_in_s)
+                                    lead_in_s=file.input.lead_in_s,
+                                    start_when=transport.session_running)
     if source is not None:
         before.append(source)
         if file.vad is not None:

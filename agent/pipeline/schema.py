@@ -170,6 +170,8 @@ class WavInput(_Strict):
     type: Literal["wav"]
     path: str
     after_end: Literal["silence", "end", "loop"] = "silence"
+    #: Quiet before the file, counted from when the avatar is there (the file plays
+    #: only once the session runs, as a person would wait to speak).
     lead_in_s: float = Field(0.0, ge=0)
 
 
