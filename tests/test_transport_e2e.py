@@ -513,6 +513,38 @@ async def test_a_burst_into_the_microphone_track_does_not_become_lasting_latency
         assert MICROPHONE_LAG_S <= kept <= MICROPHONE_LAG_S + 0.3, kept
 
 
+@both_backends
+async def test_a_microphone_track_session_runs_only_once_the_avatar_listens(
+    emulator: EmulatorServer, backend: Backend
+) -> None:
+    """Both backends that put the microphone in the room (Interactive's LiveKit voice
+    transport, LiveAvatar FULL): with the avatar subscribing 1 s late, start() returns
+    only once it has subscribed, so nothing said from then on reaches no one."""
+    import asyncio
+
+    from agent.emulator.avatar import AvatarParticipant
+    from agent.emulator.faults import FaultSettings
+    from agent.heygen.backend import SessionListener
+
+    emulator.emulator.faults.apply(FaultSettings(listen_delay_ms=1000))
+    options = backend.brain()
+    if isinstance(options, SessionOptions):
+        options = SessionOptions(request=ia.NewSessionRequest(ia_is_livekit_transport=True),
+                                 keep_alive_interval_s=None)
+    async with options.open_client(backend.key, emulator.base_url) as client:
+        session = options.new_session(client, SessionListener())
+        await session.start()
+        started = asyncio.get_running_loop().time()
+        try:
+            assert session.microphone_is_track
+            avatar = emulator.emulator.runtimes[session.session_id or ""].avatar
+            assert isinstance(avatar, AvatarParticipant)
+            # the avatar asked for the microphone before the start was over
+            assert avatar.listened_late_at is not None and avatar.listened_late_at <= started
+        finally:
+            await session.stop()
+
+
 async def test_a_burst_of_speech_into_the_microphone_track_is_kept_whole(
     emulator: EmulatorServer,
 ) -> None:

@@ -106,6 +106,8 @@ class AvatarParticipant:
         self.sample_rate = sample_rate
         self.publish_delay_s = publish_delay_s
         self.listen_delay_s = listen_delay_s
+        #: (the listen-delay fault) when the avatar asked for the client's tracks
+        self.listened_late_at: float | None = None
         self.faces = FaceFrames(width, height)
         self.room = rtc.Room()
         self.joined = False
@@ -184,6 +186,7 @@ class AvatarParticipant:
     async def _subscribe_late(self, publication: rtc.RemoteTrackPublication) -> None:
         await asyncio.sleep(self.listen_delay_s)
         publication.set_subscribed(True)
+        self.listened_late_at = asyncio.get_running_loop().time()
 
     async def _publish(self) -> None:
         loop = asyncio.get_running_loop()
