@@ -713,13 +713,20 @@ async def test_audio_that_no_one_uses_is_not_received(emulator: EmulatorServer) 
 
 
 def test_a_file_with_no_video_output_does_not_receive_video(tmp_path: Path) -> None:
+    """Video only for outputs that show or record it; the avatar's voice only for those
+    that play or record it; a video: section says what to receive whatever the outputs."""
     from agent.pipeline.builder import build
     from agent.pipeline.loader import load_agent_file
 
     config = tmp_path / "a.yaml"
-    for outputs, wanted in (("[{type: none}]", False), ("[{type: speaker}]", False),
-                            ("[{type: viewer, port: 0}]", True)):
+    for outputs, video, audio in (
+        ("[{type: none}]", False, False), ("[{type: speaker}]", False, True),
+        ("[{type: viewer, port: 0}]", True, False),
+        (f"[{{type: recorder, path: {tmp_path / 'a.mp4'}}}]", True, True),
+        ("[{type: none}]\nvideo: {video_enabled: false}", False, True),
+    ):
         config.write_text("heygen: {base_url: 'http://127.0.0.1:9', api_key: k-123456}\n"
                           f"input: {{type: none}}\noutputs: {outputs}\n")
         file, specs = load_agent_file(config)
-        assert build(file, specs, base_dir=tmp_path).transport.params.video_enabled is wanted
+        params = build(file, specs, base_dir=tmp_path).transport.params
+        assert (params.video_enabled, params.audio_enabled) == (video, audio), outputs

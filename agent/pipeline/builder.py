@@ -87,6 +87,10 @@ def build(
         # No output shows or records video: not received, not decoded (a processor that
         # wants frames says so with a video: section).
         params = params.model_copy(update={"video_enabled": False})
+    if file.video is None and all(o.type in ("viewer", "none") for o in file.outputs):
+        # No output plays or records the avatar's voice: not received, decoded nor played
+        # out (the same video: section brings it back, with audio_enabled: true).
+        params = params.model_copy(update={"audio_enabled": False})
     if params.video_format == "auto":
         # A file's outputs are this project's, which read LiveKit's I420 as it comes:
         # converting every frame to RGB would cost CPU for no one.
