@@ -730,3 +730,13 @@ def test_a_file_with_no_video_output_does_not_receive_video(tmp_path: Path) -> N
         file, specs = load_agent_file(config)
         params = build(file, specs, base_dir=tmp_path).transport.params
         assert (params.video_enabled, params.audio_enabled) == (video, audio), outputs
+
+
+def test_every_output_type_says_what_media_it_takes() -> None:
+    from typing import get_args
+
+    from agent.pipeline.builder import OUTPUT_TAKES
+    from agent.pipeline.schema import Output
+
+    kinds = get_args(get_args(Output)[0])
+    assert {get_args(k.model_fields["type"].annotation)[0] for k in kinds} == set(OUTPUT_TAKES)

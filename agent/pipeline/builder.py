@@ -66,6 +66,15 @@ class Agent:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+#: The avatar's media each output type takes.
+OUTPUT_TAKES: dict[str, frozenset[str]] = {
+    "viewer": frozenset({"video"}),
+    "speaker": frozenset({"audio"}),
+    "recorder": frozenset({"video", "audio"}),
+    "none": frozenset(),
+}
+
+
 def build(
     file: PipelineFile,
     specs: list[ProcessorSpec],
@@ -83,14 +92,12 @@ def build(
     options = heygen.session_options(brain=file.brain.face if file.brain else None)
     client = options.open_client(key, base_url or heygen.base_url)
     params = HeyGenParams.model_validate(file.video.model_dump()) if file.video else HeyGenParams()
-    if file.video is None and all(o.type in ("speaker", "none") for o in file.outputs):
-        # No output shows or records video: not received, not decoded (a processor that
-        # wants frames says so with a video: section).
-        params = params.model_copy(update={"video_enabled": False})
-    if file.video is None and all(o.type in ("viewer", "none") for o in file.outputs):
-        # No output plays or records the avatar's voice: not received, decoded nor played
-        # out (the same video: section brings it back, with audio_enabled: true).
-        params = params.model_copy(update={"audio_enabled": False})
+    if file.video is None:
+        # What no output takes is not received, decoded nor played out (a processor that
+        # wants the avatar's frames or voice says so with a video: section).
+        taken = {kind for o in file.outputs for kind in OUTPUT_TAKES[o.type]}
+        params = params.model_copy(update={"video_enabled": "video" in taken,
+                                           "audio_enabled": "audio" in taken})
     if params.video_format == "auto":
         # A file's outputs are this project's, which read LiveKit's I420 as it comes:
         # converting every frame to RGB would cost CPU for no one.
