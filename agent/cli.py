@@ -12,15 +12,10 @@ import sys
 from collections.abc import Callable, Sequence
 
 from agent import __version__
+from agent.commands import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 
 Command = Callable[[argparse.Namespace], int]
 
-#: Exit codes (documented in the README): 0 ok, 1 error, 2 usage, 3 bad pipeline file,
-#: 130 interrupted before a clean shutdown.
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:

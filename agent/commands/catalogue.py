@@ -18,11 +18,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.commands import EXIT_ERROR, EXIT_OK, EXIT_USAGE
 from agent.heygen.api import HeyGenClient, HeyGenError, LiveAvatarClient
 from agent.heygen.api.base import RestClient
-from agent.heygen.ledger import SessionLedger, stop_left_behind
-
-EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+from agent.heygen.ledger import Record, SessionLedger, stop_left_behind
 
 
 @dataclass
@@ -72,10 +71,8 @@ class InteractiveCatalogue(Catalogue):
 
     async def sessions(self, args: argparse.Namespace) -> Table:
         ledger = SessionLedger()
-        # a process of ours was killed before it could stop these: stop them now
-        notes = [f"stopped {r.session_id} (left open by process {r.pid}, which ended "
-                 f"without stopping it)" for r in await stop_left_behind(
-                     self.client, ledger, lambda r: self.client.stop_session(r.session_id))]
+        notes = await _stop_left_behind(self.client, ledger,
+                                        lambda r: self.client.stop_session(r.session_id))
         if args.action == "stop":
             ids = ([s.session_id for s in await self.client.list_sessions()] if args.all
                    else [args.session_id])
@@ -114,19 +111,25 @@ class LiveAvatarCatalogue(Catalogue):
             raise Unsupported("stopping by id (LiveAvatar stops a session only with its own "
                               "token; 'sessions' alone stops those a killed run left)")
         ledger = SessionLedger()
-        notes = [f"stopped {r.session_id} (left open by process {r.pid}, which ended "
-                 f"without stopping it)" for r in await stop_left_behind(
-                     self.client, ledger, self.client.stop_recorded)]
+        notes = await _stop_left_behind(self.client, ledger, self.client.stop_recorded)
         return Table("sessions of this key recorded here as open", ["SESSION ID", "PROCESS"], [
             [r.session_id, str(r.pid)] for r in ledger.records()
             if r.base_url == self.client.base_url and r.key == self.client.key_fingerprint],
             notes)
 
 
+async def _stop_left_behind(client: RestClient, ledger: SessionLedger,
+                            stop: Callable[[Record], Awaitable[None]]) -> list[str]:
+    """Stop what a killed process of ours left open (with this key); a note for each."""
+    return [f"stopped {r.session_id} (left open by process {r.pid}, which ended without "
+            f"stopping it)" for r in await stop_left_behind(client, ledger, stop)]
+
+
 CATALOGUES: dict[str, tuple[type[RestClient], type[Catalogue]]] = {
     "interactive": (HeyGenClient, InteractiveCatalogue),
     "liveavatar": (LiveAvatarClient, LiveAvatarCatalogue),
 }
+
 
 def call(args: argparse.Namespace, listing: str) -> int:
     """Make one listing (``avatars``, ``voices``, ...) and print it; the exit code."""

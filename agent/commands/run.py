@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from loguru import logger
 
+from agent.commands import EXIT_CONFIG, EXIT_ERROR, EXIT_OK
 from agent.pipeline.errors import ConfigError
 
 if TYPE_CHECKING:  # Pipecat is imported only by the commands that run a pipeline
@@ -20,7 +21,6 @@ if TYPE_CHECKING:  # Pipecat is imported only by the commands that run a pipelin
     from agent.pipeline.registry import ProcessorSpec
     from agent.pipeline.schema import PipelineFile
 
-EXIT_OK, EXIT_ERROR, EXIT_CONFIG = 0, 1, 3
 STATUS_INTERVAL_S = 0.5
 
 

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from loguru import logger
 
+from agent.commands import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED
+
 if TYPE_CHECKING:
     from pipecat.frames.frames import ErrorFrame
     from pipecat.pipeline.worker import PipelineWorker
@@ -42,8 +44,7 @@ ERROR_WINDOW_S = 5.0
 #: How long tasks left behind at exit are given to finish after being cancelled.
 LEFTOVER_TASKS_S = 3.0
 
-EXIT_OK, EXIT_ERROR = 0, 1
-EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
+EXIT_SIGNAL = {"SIGINT": EXIT_INTERRUPTED, "SIGTERM": EXIT_TERMINATED}
 
 
 class Supervisor:
