@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
-from livekit import rtc
 
 from agent.emulator.config import EmulatorConfig
 from agent.emulator.faults import FaultSettings
@@ -26,6 +25,7 @@ from agent.heygen.session import (
     SessionOptions,
     SessionState,
 )
+from tests.rooms import subscriptions
 from tests.waiting import eventually, within
 
 KEY = "session-test-key-1234"
@@ -374,19 +374,13 @@ async def test_a_session_that_takes_no_media_still_counts_its_avatar_present(
         session = HeyGenSession(client, options)
         await session.start()
         try:
-            room = session.room
-            assert room is not None
-
-            def publications() -> list[rtc.RemoteTrackPublication]:
-                return [p for who in room.remote_participants.values()
-                        for p in who.track_publications.values()]
-
-            await eventually(lambda: len(publications()) == 2, "the avatar's two tracks")
+            await eventually(lambda: subscriptions(session.room) == {
+                "video": [False], "audio": [False]}, "the avatar's two tracks, unsubscribed")
             # The watch was armed when start() returned; a timer of the same loop that is
             # due later runs after it.
             await asyncio.sleep(3 * grace)
             assert session.state is SessionState.RUNNING
-            assert not any(p.subscribed for p in publications())
+            assert subscriptions(session.room) == {"video": [False], "audio": [False]}
         finally:
             await session.stop()
         assert emulator.emulator.registry.counts()["open"] == 0

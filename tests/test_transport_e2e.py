@@ -43,7 +43,9 @@ from agent.media.vad import silero_vad
 from agent.media.wav_file import read_wav
 from agent.media.wav_source import WavFileInput
 from tests.backends import Backend, both_backends
+from tests.emulator_admin import set_faults
 from tests.pipeline_helpers import Collector, run_until
+from tests.rooms import subscriptions
 from tests.speech import speech_wav
 from tests.waiting import eventually, within
 
@@ -51,6 +53,12 @@ pytestmark = pytest.mark.livekit
 
 #: The most frames the pipeline may miss in a row (counter steps), with the machine loaded.
 MAX_FRAME_GAP = 25
+
+
+def livekit_voice_options() -> SessionOptions:
+    """Interactive's LiveKit voice transport: the microphone is a track in the room."""
+    return SessionOptions(request=ia.NewSessionRequest(ia_is_livekit_transport=True),
+                          keep_alive_interval_s=None)
 
 
 @pytest.fixture
@@ -453,8 +461,7 @@ async def test_livekit_voice_transport_end_to_end(
     wav = tmp_path / "question.wav"
     speech_s = speech_wav(wav, "Hello avatar. What is the weather like today?")
     client = api.HeyGenClient("lk-voice-key-123456", base_url=emulator.base_url)
-    options = SessionOptions(request=ia.NewSessionRequest(ia_is_livekit_transport=True),
-                             keep_alive_interval_s=None)
+    options = livekit_voice_options()
     transport = HeyGenTransport(client=client, session_options=options)
     # A track carries nothing to no one: the speech starts once the avatar listens.
     source = WavFileInput(wav, lead_in_s=1.0, start_when=transport.session_running)
@@ -497,8 +504,7 @@ async def test_a_burst_into_the_microphone_track_does_not_become_lasting_latency
     from agent.heygen.backend import MICROPHONE_LAG_S
     from agent.heygen.session import HeyGenSession
 
-    options = SessionOptions(request=ia.NewSessionRequest(ia_is_livekit_transport=True),
-                             keep_alive_interval_s=None)
+    options = livekit_voice_options()
     async with (
         api.HeyGenClient("e2e-key-123456", base_url=emulator.base_url) as client,
         HeyGenSession(client, options) as session,
@@ -523,14 +529,12 @@ async def test_a_microphone_track_session_runs_only_once_the_avatar_listens(
     import asyncio
 
     from agent.emulator.avatar import AvatarParticipant
-    from agent.emulator.faults import FaultSettings
     from agent.heygen.backend import SessionListener
 
-    emulator.emulator.faults.apply(FaultSettings(listen_delay_ms=1000))
+    await set_faults(emulator, listen_delay_ms=1000)
     options = backend.brain()
     if isinstance(options, SessionOptions):
-        options = SessionOptions(request=ia.NewSessionRequest(ia_is_livekit_transport=True),
-                                 keep_alive_interval_s=None)
+        options = livekit_voice_options()
     async with options.open_client(backend.key, emulator.base_url) as client:
         session = options.new_session(client, SessionListener())
         await session.start()
@@ -559,8 +563,7 @@ async def test_a_burst_of_speech_into_the_microphone_track_is_kept_whole(
     t = np.arange(int(0.6 * rate)) / rate
     speech = (np.sin(2 * np.pi * 180 * t) * 8000).astype("<i2").tobytes()
     quiet = bytes(int(rate * frame_s) * 2)
-    options = SessionOptions(request=ia.NewSessionRequest(ia_is_livekit_transport=True),
-                             keep_alive_interval_s=None)
+    options = livekit_voice_options()
     async with (
         api.HeyGenClient("e2e-key-123456", base_url=emulator.base_url) as client,
         HeyGenSession(client, options) as session,
@@ -649,13 +652,10 @@ async def test_the_first_words_are_heard_when_the_avatar_listens_late(
     """A microphone track: the avatar subscribes to it 1.5 s after it is published (the
     listen-delay fault, as on a loaded media server). The session is running only once
     the avatar listens, so speech that starts as soon as it runs is heard whole."""
-    from agent.emulator.faults import FaultSettings
-
-    emulator.emulator.faults.apply(FaultSettings(listen_delay_ms=1500))
+    await set_faults(emulator, listen_delay_ms=1500)
     wav = tmp_path / "question.wav"
     speech_s = speech_wav(wav, "Hello avatar. What is the weather like today?")
-    options = SessionOptions(request=ia.NewSessionRequest(ia_is_livekit_transport=True),
-                             keep_alive_interval_s=None)
+    options = livekit_voice_options()
     transport = HeyGenTransport(api_key="late-ears-key-1", base_url=emulator.base_url,
                                 session_options=options)
     collector = Collector()
@@ -667,20 +667,6 @@ async def test_the_first_words_are_heard_when_the_avatar_listens_late(
     said = [t["text"] for t in session.tasks]
     assert len(said) == 1 and said[0].startswith("I heard "), said
     assert float(said[0].split()[2]) == pytest.approx(speech_s, abs=0.5), said
-
-
-def subscriptions(transport: HeyGenTransport) -> dict[str, list[bool]]:
-    """Each of the avatar's tracks, by kind: whether this side subscribed to it."""
-    from livekit import rtc
-
-    room = transport.session.room
-    assert room is not None
-    kinds = {rtc.TrackKind.KIND_VIDEO: "video", rtc.TrackKind.KIND_AUDIO: "audio"}
-    out: dict[str, list[bool]] = {"video": [], "audio": []}
-    for who in room.remote_participants.values():
-        for publication in who.track_publications.values():
-            out[kinds[publication.kind]].append(publication.subscribed)
-    return out
 
 
 async def test_video_that_no_one_uses_is_not_received(emulator: EmulatorServer,
@@ -695,7 +681,7 @@ async def test_video_that_no_one_uses_is_not_received(emulator: EmulatorServer,
     await run_until([WavFileInput(wav), transport.output(), transport.input(), collector],
                     collector.until(lambda: collector.count(OutputAudioRawFrame) > 50),
                     "the avatar's voice")
-    assert subscriptions(transport) == {"video": [False], "audio": [True]}
+    assert subscriptions(transport.session.room) == {"video": [False], "audio": [True]}
     assert collector.count(OutputImageRawFrame) == 0
 
 
@@ -708,7 +694,7 @@ async def test_audio_that_no_one_uses_is_not_received(emulator: EmulatorServer) 
     await run_until([transport.output(), transport.input(), collector],
                     collector.until(lambda: collector.count(OutputImageRawFrame) > 5),
                     "the avatar's video")
-    assert subscriptions(transport) == {"video": [True], "audio": [False]}
+    assert subscriptions(transport.session.room) == {"video": [True], "audio": [False]}
     assert collector.count(OutputAudioRawFrame) == 0
 
 
