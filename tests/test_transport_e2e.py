@@ -721,7 +721,7 @@ def test_a_file_with_no_video_output_does_not_receive_video(tmp_path: Path) -> N
 def test_every_output_type_says_what_media_it_takes() -> None:
     from typing import get_args
 
-    from agent.pipeline.builder import OUTPUT_TAKES
+    from agent.pipeline.face import OUTPUT_TAKES
     from agent.pipeline.schema import Output
 
     kinds = get_args(get_args(Output)[0])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import os
 import sys
 import time
@@ -17,6 +18,10 @@ from agent.commands import EXIT_CONFIG, EXIT_ERROR, EXIT_OK
 from agent.pipeline.errors import ConfigError
 
 if TYPE_CHECKING:  # Pipecat is imported only by the commands that run a pipeline
+    from pipecat.processors.frame_processor import FrameProcessor
+
+    from agent.commands.supervisor import Supervisor
+    from agent.heygen.transport import HeyGenTransport
     from agent.pipeline.builder import Agent
     from agent.pipeline.registry import ProcessorSpec
     from agent.pipeline.schema import PipelineFile
@@ -37,6 +42,10 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     run.add_argument("--no-status", action="store_true", help="no live status line")
     run.add_argument("--input-wav", type=Path, metavar="WAV",
                      help="play this WAV file as the microphone (headless runs, tests)")
+    run.add_argument("--start-after-build", action="store_true",
+                     help="start the HeyGen session only once the pipeline is built "
+                     "(by default it starts while the pipeline is built: the avatar "
+                     "appears about a second sooner; docs/PERFORMANCE.md measures both)")
     run.set_defaults(handler=run_command)
     check = commands.add_parser(
         "validate", help="check a pipeline file without connecting",
@@ -133,9 +142,9 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 async def _main(file: PipelineFile, specs: list[ProcessorSpec], args: argparse.Namespace) -> int:
-    from agent.pipeline.builder import build
+    from agent.commands.supervisor import Supervisor
+    from agent.pipeline.face import avatar_transport
 
-    base_dir = args.file.resolve().parent
     async with contextlib.AsyncExitStack() as stack:
         base_url = api_key = None
         if file.heygen.emulator:
@@ -154,21 +163,50 @@ async def _main(file: PipelineFile, specs: list[ProcessorSpec], args: argparse.N
             base_url, api_key = emulator.base_url, EMULATOR_KEYS[file.heygen.backend]
             logger.info(f"Using the local HeyGen emulator at {base_url}")
         try:
-            agent = build(file, specs, base_dir=base_dir, base_url=base_url, api_key=api_key)
+            # The user's code first: a constructor that raises ends the run before
+            # anything is billed.
+            processors = [spec.build() for spec in specs]
         except ConfigError as exc:
             print(exc, file=sys.stderr)
             return EXIT_CONFIG
-        return await _run(agent, args.duration, not args.no_status)
+        transport = avatar_transport(file, base_url=base_url, api_key=api_key)
+        supervisor = Supervisor(transport, args.duration)
+        with supervisor.signals():
+            if not args.start_after_build:
+                # The rest of the pipeline (its imports, the VAD's model) takes about as
+                # long as a session's start: both at once.
+                transport.start_early()
+            try:
+                agent = await supervisor.build(_build(file, specs, processors, transport,
+                                                      args.file.resolve().parent))
+            except BaseException as exc:
+                await transport.close(f"the pipeline could not be built: {type(exc).__name__}")
+                if isinstance(exc, ConfigError):
+                    print(exc, file=sys.stderr)
+                    return EXIT_CONFIG
+                raise
+            if agent is None:
+                return supervisor.exit_code()
+            return await _run(agent, supervisor, not args.no_status)
 
 
-async def _run(agent: Agent, duration: float | None, status: bool) -> int:
-    from agent.commands.supervisor import Supervisor
+async def _build(file: PipelineFile, specs: list[ProcessorSpec], processors: list[FrameProcessor],
+                 transport: HeyGenTransport, base_dir: Path) -> Agent:
+    """The pipeline around ``transport``; the builder's imports (Pipecat's pipeline,
+    the VAD's ONNX runtime, the outputs' codecs) run in a thread, so that the session's
+    start goes on meanwhile."""
+    builder = await asyncio.to_thread(importlib.import_module, "agent.pipeline.builder")
+    agent: Agent = builder.build(file, specs, base_dir=base_dir, transport=transport,
+                                 processors=processors)
+    return agent
 
+
+async def _run(agent: Agent, supervisor: Supervisor, status: bool) -> int:
     status_line = None
     if status and sys.stderr.isatty():
         status_line = asyncio.create_task(_status_line(agent, sys.stderr))
     try:
-        code = await Supervisor(agent, duration).run(agent.worker)
+        code = await supervisor.run(agent.worker)
     finally:
         if status_line is not None:
             status_line.cancel()

@@ -7,7 +7,9 @@ bills every minute that follows, so the rules here are:
 
 - the first SIGINT/SIGTERM stops the HeyGen session at once (even mid-start) and ends the
   pipeline gracefully; if it has not ended within :data:`GRACE_S` of the stop, or at a
-  second signal, it is abandoned: its task is cancelled and the command returns;
+  second signal, it is abandoned: its task is cancelled and the command returns; a signal
+  while the pipeline is still being built (the session already starting) stops the
+  session and ends the build;
 - a processor failing :data:`MAX_ERRORS` times within :data:`ERROR_WINDOW_S` ends the run
   the same way, with one line naming it;
 - the session is stopped on every one of these ways out, and a stop HeyGen did not
@@ -21,7 +23,7 @@ import contextlib
 import signal
 import sys
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from loguru import logger
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
     from pipecat.frames.frames import ErrorFrame
     from pipecat.pipeline.worker import PipelineWorker
 
-    from agent.pipeline.builder import Agent
+    from agent.heygen.transport import HeyGenTransport
 
 T = TypeVar("T")
 
@@ -48,13 +50,15 @@ EXIT_SIGNAL = {"SIGINT": EXIT_INTERRUPTED, "SIGTERM": EXIT_TERMINATED}
 
 
 class Supervisor:
-    """Runs ``agent``'s pipeline until it ends, a signal, a broken processor, or
-    ``duration``; :meth:`run` returns the exit code, having said any failure in one line."""
+    """Runs the pipeline of ``transport``'s session until it ends, a signal, a broken
+    processor, or ``duration``; :meth:`run` returns the exit code, having said any failure
+    in one line. Signals are handled inside :meth:`signals` (around :meth:`build` and
+    :meth:`run`)."""
 
-    def __init__(self, agent: Agent, duration: float | None = None) -> None:
-        self.agent = agent
+    def __init__(self, transport: HeyGenTransport, duration: float | None = None) -> None:
+        self.transport = transport
         self.duration = duration
-        self.signals: list[str] = []
+        self._signals: list[str] = []
         #: why the run failed, first reason first (each already one line)
         self.failures: list[str] = []
         self._requested = asyncio.Event()  # end gracefully
@@ -62,16 +66,48 @@ class Supervisor:
         self._errors: deque[float] = deque()
         self._ending_reasons: set[str] = set()
         self._forced = False  # abandoned on a signal, not on a failure
+        transport.add_event_handler("on_session_ended", self._on_session_ended)
+
+    @contextlib.contextmanager
+    def signals(self) -> Iterator[None]:
+        """SIGINT and SIGTERM are ours (see the module) while inside."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal, sig.name)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    async def build(self, make: Coroutine[Any, Any, T]) -> T | None:
+        """``make`` (the pipeline, built while the session starts), or ``None`` if a
+        signal came or the session ended first: then the transport is closed (the session
+        stopped, its event handlers run) and :meth:`exit_code` says how the run ended.
+        ``make``'s errors are raised, the transport left to the caller to close."""
+        session = self.transport.session
+        building = asyncio.create_task(make, name="build")
+        ended = asyncio.create_task(session.wait_stopped())
+        try:
+            await _first(building, ended, self._requested.wait())
+        finally:
+            ended.cancel()
+        if building.done():
+            return building.result()
+        building.cancel()
+        await _settle(building)
+        reason = "the session ended while the pipeline was built"
+        if self._signals:
+            reason = f"interrupted by {self._signals[0]}"
+            self._ending_reasons.add(reason)
+        await self.transport.close(reason)
+        return None
 
     async def run(self, worker: PipelineWorker) -> int:
         from pipecat.workers.runner import WorkerRunner
 
-        loop = asyncio.get_running_loop()
-        session = self.agent.transport.session
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self._on_signal, sig.name)
+        session = self.transport.session
         worker.add_event_handler("on_pipeline_error", self._on_error)
-        self.agent.transport.add_event_handler("on_session_ended", self._on_session_ended)
 
         runner = WorkerRunner(handle_sigint=False, handle_sigterm=False)
         await runner.add_workers(worker)
@@ -82,7 +118,7 @@ class Supervisor:
             if self._requested.is_set() and not running.done() and not self._abandon.is_set():
                 # Stop the billed session now (it cancels a start in flight), then let the
                 # pipeline end: the recorder writes its trailer, outputs close.
-                reason = f"interrupted by {self.signals[0]}"
+                reason = f"interrupted by {self._signals[0]}"
                 self._ending_reasons.add(reason)
                 stopping = asyncio.create_task(session.stop(reason=reason))
                 ending = asyncio.create_task(runner.cancel(reason=reason))
@@ -95,19 +131,17 @@ class Supervisor:
             if not running.done():
                 await self._give_up(running)
         finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
             if timer is not None:
                 timer.cancel()
         if running.done() and not running.cancelled() and running.exception() is not None:
             self.failures.append(f"the pipeline failed: {running.exception()!r}")
-        return self._exit_code()
+        return self.exit_code()
 
     # ------------------------------------------------------------------ ways out
 
     def _on_signal(self, name: str) -> None:
-        self.signals.append(name)
-        if len(self.signals) == 1:
+        self._signals.append(name)
+        if len(self._signals) == 1:
             logger.warning(f"{name}: stopping the session and the pipeline "
                            f"(again to stop at once)")
             self._requested.set()
@@ -140,11 +174,11 @@ class Supervisor:
 
     async def _give_up(self, running: asyncio.Task[Any]) -> None:
         """The pipeline did not end: stop the session ourselves and leave the rest."""
-        session = self.agent.transport.session
+        session = self.transport.session
         why = "abandoned: the pipeline did not end"
-        if self.signals and not self.failures:
-            count = "a second" if len(self.signals) > 1 else f"{GRACE_S:g} s after the"
-            self.failures.append(f"stopped at once ({count} {self.signals[-1]}): "
+        if self._signals and not self.failures:
+            count = "a second" if len(self._signals) > 1 else f"{GRACE_S:g} s after the"
+            self.failures.append(f"stopped at once ({count} {self._signals[-1]}): "
                                  f"the pipeline did not end")
             self._forced = True
         self._ending_reasons.add(why)
@@ -154,22 +188,22 @@ class Supervisor:
             async with asyncio.timeout(LEFTOVER_TASKS_S):
                 await running
 
-    def _exit_code(self) -> int:
+    def exit_code(self) -> int:
         """Say why the run failed (its first cause, and a session left open, each one
         line) and return the exit code."""
-        session = self.agent.transport.session
+        session = self.transport.session
         said = self.failures[:1]  # the first cause; what followed came of it
         if session.stop_error is not None:
             said.append(f"HeyGen session {session.session_id} may still be open (billed): "
                         f"{session.stop_error}; end it with: {session.end_command}")
-        elif session.session_id is None and not self.signals and not said:
+        elif session.session_id is None and not self._signals and not said:
             said.append("the HeyGen session ended: not started")
         for line in said:
             print(f"heygen-agent: {line}", file=sys.stderr)
         if not said:
             return EXIT_OK
         if self._forced and len(self.failures) == 1 and session.stop_error is None:
-            return EXIT_SIGNAL.get(self.signals[-1], EXIT_ERROR)
+            return EXIT_SIGNAL.get(self._signals[-1], EXIT_ERROR)
         return EXIT_ERROR
 
 

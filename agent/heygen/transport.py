@@ -9,9 +9,10 @@ listed in :mod:`agent.heygen.frames`. A voice-chat pipeline reads::
 
     Pipeline([microphone, vad, heygen.output(), heygen.input(), viewer, speaker])
 
-The session starts on the first ``StartFrame`` either processor sees, and is stopped
-(``streaming.stop``) on ``EndFrame``, ``CancelFrame``, or when HeyGen ends it — in which
-case the pipeline is asked to end too.
+The session starts on the first ``StartFrame`` either processor sees (or earlier, with
+:meth:`HeyGenTransport.start_early`, while the rest of the pipeline is still being built),
+and is stopped (``streaming.stop``) on ``EndFrame``, ``CancelFrame``, or when HeyGen ends
+it — in which case the pipeline is asked to end too.
 """
 
 from __future__ import annotations
@@ -154,6 +155,9 @@ class HeyGenTransport(BaseTransport):
         self._output = HeyGenOutput(self)
         self._start_lock = asyncio.Lock()
         self._started = False
+        self._early: asyncio.Task[None] | None = None
+        #: input() has its StartFrame (or is not in the pipeline): HeyGen's events may flow
+        self._pipeline_started = asyncio.Event()
         self._ended = False
         self._media_tasks: set[asyncio.Task[None]] = set()
         self.avatar_speaking = False
@@ -207,18 +211,48 @@ class HeyGenTransport(BaseTransport):
 
     # ------------------------------------------------------------------ life
 
+    def start_early(self) -> None:
+        """Start the session now, before the pipeline runs, so that the avatar comes up
+        while the rest is still being built (``heygen-agent run`` does this once the file
+        is found good: the avatar appears about a second sooner). The pipeline's
+        ``StartFrame`` then waits for this start instead of beginning one. The avatar's
+        media waits for the pipeline too: frames that come before it runs are dropped,
+        as live media is; HeyGen's events are held until then.
+
+        Until the pipeline runs, the caller owns the stop: if it never runs, ``await
+        transport.close()`` (HeyGen bills the session from its start)."""
+        if self._early is None and not self._started:
+            self._early = asyncio.get_running_loop().create_task(
+                self.session.start(), name="heygen-early-start")
+            # its failure is told by the session (on_session_ended) and by _start
+            self._early.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def close(self, reason: str = "closed before the pipeline ran") -> None:
+        """Stop the session (a start in flight included) when no pipeline will end it."""
+        await self._stop(reason)
+
     async def _start(self, processor: FrameProcessor) -> None:
         async with self._start_lock:
             if self._started:
                 return
             self._started = True
+            if self._input.previous is None:
+                self._pipeline_started.set()  # input() is not in the pipeline: no one to wait for
             try:
-                await self.session.start()
+                if self._early is not None:
+                    await self._early
+                else:
+                    await self.session.start()
             except Exception as exc:
                 message = f"HeyGen session could not start: {exc}"
                 # push_error logs it (Pipecat's way): once is enough
                 await processor.push_error(message, exc, force_treat_as_permanent=True)
                 await processor.push_frame(EndWorkerFrame(reason=message))
+                return
+            if self.session.state is SessionState.STOPPED and not self._ended:
+                # started early, then ended by HeyGen before the pipeline ran
+                reason = await self.session.wait_stopped()
+                await processor.push_frame(EndWorkerFrame(reason=f"HeyGen session ended: {reason}"))
 
     async def _stop(self, reason: str) -> None:
         if self._ended:
@@ -269,6 +303,8 @@ class HeyGenTransport(BaseTransport):
         stream = rtc.VideoStream(track, format=_LIVEKIT_FORMAT[fmt], capacity=2)
         try:
             async for event in stream:
+                if not self._input.started:
+                    continue  # live media: what comes before the pipeline runs is dropped
                 frame = event.frame
                 image = OutputImageRawFrame(
                     image=bytes(frame.data), size=(frame.width, frame.height),
@@ -287,7 +323,9 @@ class HeyGenTransport(BaseTransport):
         while True:
             image = await queue.get()
             if self.video_frames == 0:
-                await self._call_event_handler("on_avatar_video_started", *image.size)
+                width, height = image.size
+                logger.info(f"HeyGen avatar video: first frame ({width}x{height})")
+                await self._call_event_handler("on_avatar_video_started", width, height)
             self.video_frames += 1
             await self._input.push_frame(image)
             if loop.time() >= next_report:
@@ -302,6 +340,8 @@ class HeyGenTransport(BaseTransport):
         stream = rtc.AudioStream(track, sample_rate=rate, num_channels=1)
         try:
             async for event in stream:
+                if not self._input.started:
+                    continue
                 data = bytes(event.frame.data)
                 await self._input.push_frame(
                     OutputAudioRawFrame(audio=data, sample_rate=rate, num_channels=1)
@@ -325,6 +365,9 @@ class _Listener(SessionListener):
 
     async def on_event(self, event: ev.AvatarEvent) -> None:
         t = self.t
+        # A session started early may speak before the pipeline runs: held until it does
+        # (stopping the session ends the wait with the reader that waits).
+        await t._pipeline_started.wait()
         # The avatar's start and stop may be told twice (the room and a socket): once is true.
         if isinstance(event, ev.AvatarStartedSpeaking) and t.avatar_speaking:
             return
@@ -382,6 +425,7 @@ class HeyGenInput(FrameProcessor):
         if isinstance(frame, StartFrame):
             await self.push_frame(frame, direction)
             self.started = True
+            self._transport._pipeline_started.set()
             await self._transport._start(self)
             return
         if isinstance(frame, EndFrame | CancelFrame):

@@ -36,13 +36,14 @@ from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
 from agent.heygen.api.base import RestClient
-from agent.heygen.transport import HeyGenParams, HeyGenTransport
+from agent.heygen.transport import HeyGenTransport
 from agent.media.devices import MicrophoneInput, SpeakerOutput
 from agent.media.recorder import RecorderOutput
 from agent.media.sinks import NullSink
 from agent.media.vad import silero_vad
 from agent.media.viewer import ViewerOutput
 from agent.media.wav_source import WavFileInput
+from agent.pipeline.face import avatar_transport
 from agent.pipeline.loader import resolve_path
 from agent.pipeline.registry import ProcessorSpec
 from agent.pipeline.schema import PipelineFile
@@ -66,15 +67,6 @@ class Agent:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-#: The avatar's media each output type takes.
-OUTPUT_TAKES: dict[str, frozenset[str]] = {
-    "viewer": frozenset({"video"}),
-    "speaker": frozenset({"audio"}),
-    "recorder": frozenset({"video", "audio"}),
-    "none": frozenset(),
-}
-
-
 def build(
     file: PipelineFile,
     specs: list[ProcessorSpec],
@@ -82,27 +74,20 @@ def build(
     base_dir: Path,
     base_url: str | None = None,
     api_key: str | None = None,
+    transport: HeyGenTransport | None = None,
+    processors: list[FrameProcessor] | None = None,
 ) -> Agent:
     """Build the pipeline; ``specs`` are the file's processors, already resolved and
     checked, their paths resolved (see :func:`agent.pipeline.loader.load_agent_file`).
     ``base_url`` and ``api_key`` override the file's (the emulator the command started).
-    A processor whose constructor raises is a one-line :class:`ConfigError`."""
-    heygen = file.heygen
-    key = api_key or (heygen.api_key.get_secret_value() if heygen.api_key else None)
-    options = heygen.session_options(brain=file.brain.face if file.brain else None)
-    client = options.open_client(key, base_url or heygen.base_url)
-    params = HeyGenParams.model_validate(file.video.model_dump()) if file.video else HeyGenParams()
-    if file.video is None:
-        # What no output takes is not received, decoded nor played out (a processor that
-        # wants the avatar's frames or voice says so with a video: section).
-        taken = {kind for o in file.outputs for kind in OUTPUT_TAKES[o.type]}
-        params = params.model_copy(update={"video_enabled": "video" in taken,
-                                           "audio_enabled": "audio" in taken})
-    if params.video_format == "auto":
-        # A file's outputs are this project's, which read LiveKit's I420 as it comes:
-        # converting every frame to RGB would cost CPU for no one.
-        params = params.model_copy(update={"video_format": "I420"})
-    transport = HeyGenTransport(client=client, session_options=options, params=params)
+    ``transport`` and ``processors`` (``specs`` built, in order) may be made beforehand,
+    as ``run`` does to start the session while the rest is built. A processor whose
+    constructor raises is a one-line :class:`ConfigError`."""
+    if transport is None:
+        transport = avatar_transport(file, base_url=base_url, api_key=api_key)
+    if processors is None:
+        processors = [spec.build() for spec in specs]
+    built_by_spec = list(zip(specs, processors, strict=True))
 
     before: list[FrameProcessor] = []
     source: FrameProcessor | None = None
@@ -121,7 +106,7 @@ def build(
             before.append(silero_vad(file.vad))
 
     after: list[FrameProcessor] = []
-    brain = {s.role: s.build() for s in specs if s.role}
+    brain = {s.role: p for s, p in built_by_spec if s.role}
     assistant: FrameProcessor | None = None
     if file.brain is not None:
         # STT → the user's turn into the context → LLM (→ TTS) → HeyGen as the face; the
@@ -145,8 +130,9 @@ def build(
             before.append(brain["tts"])
         assistant = pair.assistant()
     built = list(brain.values())
-    for processor_spec in (s for s in specs if not s.role):
-        processor = processor_spec.build()
+    for processor_spec, processor in built_by_spec:
+        if processor_spec.role:
+            continue
         built.append(processor)
         if getattr(processor_spec.cls, "placement", None) == BEFORE_HEYGEN:
             before.append(processor)
@@ -179,5 +165,5 @@ def build(
         params=PipelineParams(enable_metrics=file.logging.metrics),
         idle_timeout_secs=None,  # an avatar waiting for its user is not idle
     )
-    return Agent(worker=worker, transport=transport, client=client, processors=built,
+    return Agent(worker=worker, transport=transport, client=transport.client, processors=built,
                  latency=latency, viewer=viewer, recorder=recorder, wav=wav)
