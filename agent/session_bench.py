@@ -12,6 +12,8 @@ to every REST answer and WebSocket handshake (50 ms by default: HeyGen across an
    does each step after the previous one, as HeyGen's official client and Pipecat do; and
    the opt-in ``livekit_during_start`` (off by default: unproven against the real service).
    The variants alternate round by round; the ratio is the median of per-round ratios.
+   And the same for ``heygen-agent run``, from its spawn: the session started while the
+   pipeline is built (the default) against started once it runs (``--start-after-build``).
 2. **Turn latency**: end of speech in the input audio → ``user_stop`` from the emulator,
    with the emulator's detector stop delay (its hangover) shown apart.
 3. **Lip-sync latency**: first TTS frame into ``session.speak_audio`` → first non-silent
@@ -34,11 +36,13 @@ import json
 import logging
 import os
 import platform
+import signal
 import statistics
 import sys
 import tempfile
 import time
 import uuid
+import wave
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -227,6 +231,92 @@ async def bench_start(client: HeyGenClient, rounds: int) -> dict[str, Any]:
                 ), 3) for key in ("start_ms", "video_ms", "audio_ms")}}),
         }
     return out
+
+
+# ---------------------------------------------------------------------- 1b. the command
+
+
+#: ``heygen-agent run``'s ways to start, each: what it is, its extra arguments.
+COMMAND_VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "after_build": ("the session started once the pipeline is built and runs, as Pipecat's "
+                    "transports start theirs (on the StartFrame): `--start-after-build`",
+                    ["--start-after-build"]),
+    "during_build": ("ours: the session started while the pipeline is built (default)", []),
+}
+FIRST_FRAME_LINE = "HeyGen avatar video: first frame"
+
+
+def _command_file(directory: Path, base_url: str) -> Path:
+    """A run as a user's: a (silent) recording as the microphone, Silero VAD, the
+    avatar's video received; nothing plays or records it (the outputs' own start-up
+    is not the session's)."""
+    wav = directory / "silence.wav"
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(MIC_RATE)
+        w.writeframes(bytes(2 * MIC_RATE))
+    path = directory / "bench.yaml"
+    path.write_text(
+        f"heygen: {{base_url: '{base_url}', api_key: bench-key}}\n"
+        f"input: {{type: wav, path: '{wav}', after_end: silence}}\n"
+        "outputs: [{type: none}]\n"
+        "video: {video_enabled: true, audio_enabled: false, video_format: I420}\n",
+        encoding="utf-8")
+    return path
+
+
+async def _one_command(path: Path, extra: list[str]) -> dict[str, float]:
+    """Spawn ``heygen-agent run`` and time its first avatar video frame (its log line
+    read as it comes); then SIGINT, as a user ends it."""
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "agent.cli", "run", str(path), "--no-status", "--for", "60",
+        *extra, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "HEYGEN_LOG_LEVEL": "INFO"})
+    assert proc.stderr is not None
+    created = video = None
+    try:
+        async with asyncio.timeout(FIRST_MEDIA_TIMEOUT_S):
+            while video is None:
+                line = (await proc.stderr.readline()).decode(errors="replace")
+                if not line:
+                    raise RuntimeError(f"heygen-agent run {' '.join(extra)} ended before "
+                                       "the avatar's first frame")
+                if created is None and "created" in line and "HeyGen session" in line:
+                    created = loop.time()
+                if FIRST_FRAME_LINE in line:
+                    video = loop.time()
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
+        await proc.communicate()
+    return {"created_ms": ms((created or video) - began), "video_ms": ms(video - began)}
+
+
+async def bench_command(base_url: str, rounds: int) -> dict[str, Any]:
+    """``heygen-agent run`` from its spawn to the avatar's first video frame: what a
+    user of the command waits for, the interpreter's and Pipecat's start-up included."""
+    runs: dict[str, list[dict[str, float]]] = {v: [] for v in COMMAND_VARIANTS}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = _command_file(Path(tmp), base_url)
+        await _one_command(path, [])  # not counted: the first run reads modules from disk
+        for i in range(rounds):
+            order = list(COMMAND_VARIANTS)
+            if i % 2:
+                order.reverse()
+            for variant in order:
+                runs[variant].append(await _one_command(path, COMMAND_VARIANTS[variant][1]))
+    base = runs["after_build"]
+    return {"rounds": rounds, "variants": {
+        variant: {
+            "description": COMMAND_VARIANTS[variant][0],
+            "created_ms": summary([r["created_ms"] for r in results]),
+            "video_ms": summary([r["video_ms"] for r in results]),
+            "ratio": round(statistics.median(
+                r["video_ms"] / b["video_ms"] for r, b in zip(results, base, strict=True)), 3),
+        } for variant, results in runs.items()}}
 
 
 # ---------------------------------------------------------------------- 2. turn latency
@@ -468,6 +558,8 @@ async def run(config: BenchConfig, log: Callable[[str], None] = lambda _: None) 
     ):
         log("start → first avatar frame")
         out["start"] = await bench_start(client, config.start_rounds)
+        log("heygen-agent run → first avatar frame")
+        out["command"] = await bench_command(base_url, config.start_rounds)
         log("turn latency")
         out["turn"] = await bench_turn(client, config.turn_rounds)
         log("lip-sync latency and drift")

@@ -60,7 +60,7 @@ async def test_session_bench_runs_and_writes_well_formed_json() -> None:
 
     from agent.bench_options import BenchConfig
     from agent.performance_report import render, table
-    from agent.session_bench import START_VARIANTS, TURN_VARIANTS, run
+    from agent.session_bench import COMMAND_VARIANTS, START_VARIANTS, TURN_VARIANTS, run
     from tests.machine import require_livekit_binary
 
     require_livekit_binary()
@@ -69,6 +69,9 @@ async def test_session_bench_runs_and_writes_well_formed_json() -> None:
     data = json.loads(json.dumps(await run(config)))
     for variant in START_VARIANTS:
         assert data["start"]["variants"][variant]["video_ms"]["median"] > 0
+    for variant in COMMAND_VARIANTS:
+        command = data["command"]["variants"][variant]
+        assert 0 < command["created_ms"]["median"] < command["video_ms"]["median"]
     for variant in TURN_VARIANTS:
         assert data["turn"]["variants"][variant]["end_to_user_stop_ms"]["n"] == 1
     assert data["lipsync"]["first_audio_ms"]["n"] == 1
@@ -80,3 +83,4 @@ async def test_session_bench_runs_and_writes_well_formed_json() -> None:
     assert all(r["agent_cpu_by_thread"]["python"] > 0 for r in runs)
     assert "| i420, video only | 1 |" in render(data)
     assert "# Performance" in render(data) and "start → first video frame" in table(data)
+    assert "heygen-agent run → first video frame" in table(data)
