@@ -127,6 +127,21 @@ async def test_operations_need_a_running_session(client: api.HeyGenClient) -> No
     assert session.state is SessionState.STOPPED
 
 
+@pytest.mark.parametrize("mode,tokens", [("voice chat", 1), ("lip-sync", 0), ("text", 0)])
+async def test_a_session_token_is_minted_only_where_the_voice_chat_needs_it(
+    server: EmulatorServer, client: api.HeyGenClient, mode: str, tokens: int
+) -> None:
+    """The voice-chat socket's URL needs a session token; without that socket, every call
+    takes the API key as Pipecat's HeyGen client sends it: one round trip less to start."""
+    options = {"voice chat": NO_MEDIA,
+               "lip-sync": dataclasses.replace(NO_MEDIA, voice_chat=False, realtime=True),
+               "text": dataclasses.replace(NO_MEDIA, voice_chat=False)}[mode]
+    async with HeyGenSession(client, options) as session:
+        await session.keep_alive()
+    assert server.emulator.requests["/v1/streaming.create_token"] == tokens
+    assert counts(server)["stopped"] == 1 and counts(server)["open"] == 0
+
+
 def test_voice_chat_requires_a_session_token() -> None:
     with pytest.raises(ValueError, match="use_session_token"):
         SessionOptions(use_session_token=False)

@@ -1,7 +1,7 @@
 """The Interactive Avatar backend: one session of HeyGen's (deprecated) streaming API.
 
-``create_token`` → ``new`` → ``start`` → LiveKit and the voice-chat socket, connected
-concurrently → keep-alive on a timer → ``stop``. The rule every session keeps (stop on
+``create_token`` (for the voice chat) → ``new`` → ``start`` → LiveKit and the voice-chat
+(or realtime) socket, connected concurrently → keep-alive on a timer → ``stop``. The rule every session keeps (stop on
 every way out, confirmed or said) and what both backends share live in
 :mod:`agent.heygen.backend`; this module holds what is Interactive's alone: its REST
 sequence, the voice-chat socket and its reconnects, the LiveKit voice transport, and the
@@ -74,9 +74,11 @@ class SessionOptions(LifeOptions):
     """How to open an Interactive session; ``request`` is the ``streaming.new`` body."""
 
     request: ia.NewSessionRequest = field(default_factory=ia.NewSessionRequest)
-    #: Mint a session token first and use it for every session call (the official flow);
-    #: the voice-chat socket needs one.
-    use_session_token: bool = True
+    #: Mint a session token first and use it for every session call (the official
+    #: client's flow). ``None``: only when the voice-chat socket needs one (its URL
+    #: carries it); otherwise every call takes the API key, as Pipecat's HeyGen client
+    #: sends it, and the start is one round trip shorter.
+    use_session_token: bool | None = None
     voice_chat: bool = True
     livekit: bool = True
     push_to_talk: bool = False
@@ -103,8 +105,9 @@ class SessionOptions(LifeOptions):
                              "set voice_chat=False")
         # The socket URL carries its credential; a short-lived token may travel there,
         # the account key must not.
-        if self.voice_chat and not self.use_session_token:
-            raise ValueError("voice chat needs use_session_token=True")
+        if self.voice_chat and self.use_session_token is False:
+            raise ValueError("voice chat needs a session token: use_session_token=False "
+                             "is for sessions without it")
         if self.voice_over_livekit and not self.livekit:
             raise ValueError("ia_is_livekit_transport needs livekit=True")
         if self.push_to_talk and not self.voice_over_livekit:
@@ -218,7 +221,7 @@ class HeyGenSession(AvatarSession):
 
     async def _open(self) -> None:
         opts = self.options
-        if opts.use_session_token:
+        if opts.use_session_token or (opts.use_session_token is None and opts.voice_chat):
             token = await self._heygen.create_token()
             self._token = token.get_secret_value()
             self._client = self._heygen.with_session_token(token)
