@@ -1,9 +1,9 @@
 """The Interactive Avatar backend: one session of HeyGen's (deprecated) streaming API.
 
 ``create_token`` (for the voice chat) → ``new`` → ``start`` → LiveKit and the voice-chat
-(or realtime) socket, connected concurrently → keep-alive on a timer → ``stop``. The rule every session keeps (stop on
-every way out, confirmed or said) and what both backends share live in
-:mod:`agent.heygen.backend`; this module holds what is Interactive's alone: its REST
+(or realtime) socket, connected concurrently → keep-alive on a timer → ``stop``. The rule
+every session keeps (stop on every way out, confirmed or said) and what both backends
+share live in :mod:`agent.heygen.backend`; this module holds what is Interactive's alone: its REST
 sequence, the voice-chat socket and its reconnects, the LiveKit voice transport, and the
 translation of its events (socket and data messages) into :mod:`agent.heygen.events`.
 
