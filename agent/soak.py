@@ -35,6 +35,7 @@ from typing import IO, Any, Literal
 import httpx
 import numpy as np
 from livekit import rtc
+from loguru import logger
 
 from agent.emulator.video import STAMP_HEIGHT, read_stamp
 from agent.heygen.api import HeyGenClient
@@ -136,12 +137,19 @@ class _Watcher(SessionListener):
 
     async def on_track(self, track: rtc.Track, participant: rtc.RemoteParticipant) -> None:
         if track.kind == rtc.TrackKind.KIND_VIDEO:
-            fmt = rtc.VideoBufferType.RGB24 if self.decode == "rgb" else None
-            self.tasks.append(asyncio.create_task(self._watch(rtc.VideoStream(track, format=fmt))))
+            self.tasks.append(asyncio.create_task(self._watch(track)))
 
-    async def _watch(self, stream: rtc.VideoStream) -> None:
+    async def _watch(self, track: rtc.Track) -> None:
         loop = asyncio.get_running_loop()
         report, last_counter, last_at = self.report, -1, 0.0
+        fmt = rtc.VideoBufferType.RGB24 if self.decode == "rgb" else None
+        try:
+            stream = rtc.VideoStream(track, format=fmt)
+        except Exception as exc:  # the track went with a session torn down
+            # LiveKit refuses a stream on a track already gone (seen at N=20, starts timing
+            # out): the session's report says it had no video, without a traceback.
+            logger.debug(f"soak: no video stream: {exc!r}")
+            return
         try:
             async for event in stream:
                 now = loop.time()
