@@ -240,7 +240,12 @@ class HeyGenTransport(BaseTransport):
                 self._pipeline_started.set()  # input() is not in the pipeline: no one to wait for
             try:
                 if self._early is not None:
-                    await self._early
+                    # waited for, not awaited: a start closed meanwhile is a failure to
+                    # say, not a cancellation of this processor
+                    await asyncio.wait({self._early})
+                    if self._early.cancelled():
+                        raise RuntimeError("the session was closed while it started")
+                    self._early.result()
                 else:
                     await self.session.start()
             except Exception as exc:
