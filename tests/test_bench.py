@@ -52,6 +52,7 @@ def test_every_case_runs_and_is_named() -> None:
 
 
 @pytest.mark.livekit
+@pytest.mark.timeout(300)  # tiny, but a dozen processes one after another on a loaded machine
 async def test_session_bench_runs_and_writes_well_formed_json() -> None:
     """The session benchmark, tiny: one round of each case, one session for a second,
     both video modes and video alone; what it writes must survive JSON and render as the
