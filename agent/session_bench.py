@@ -244,6 +244,8 @@ COMMAND_VARIANTS: dict[str, tuple[str, list[str]]] = {
     "during_build": ("ours: the session started while the pipeline is built (default)", []),
 }
 FIRST_FRAME_LINE = "HeyGen avatar video: first frame"
+#: A SIGINT ends a run within its stop deadline and grace; beyond this it is a fault.
+COMMAND_END_TIMEOUT_S = 40.0
 
 
 def _command_file(directory: Path, base_url: str) -> Path:
@@ -291,7 +293,14 @@ async def _one_command(path: Path, extra: list[str]) -> dict[str, float]:
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGINT)
-        await proc.communicate()
+        try:
+            async with asyncio.timeout(COMMAND_END_TIMEOUT_S):
+                await proc.communicate()
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise RuntimeError(f"heygen-agent run {' '.join(extra)} did not end within "
+                               f"{COMMAND_END_TIMEOUT_S:g} s of its SIGINT") from None
     return {"created_ms": ms((created or video) - began), "video_ms": ms(video - began)}
 
 
