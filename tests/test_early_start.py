@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -126,3 +128,43 @@ async def test_run_stops_the_session_when_the_pipeline_fails_to_build_meanwhile(
             await run._main(file, specs, args)
     counts = registry.counts()
     assert (counts["created"], counts["stopped"], counts["open"]) == (1, 1, 0)
+
+
+@pytest.mark.parametrize("signals", [1, 2])
+async def test_a_signal_while_the_pipeline_is_built_stops_the_session_started_meanwhile(
+    emulator: EmulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], signals: int,
+) -> None:
+    """Ctrl-C while ``run`` still builds the pipeline (the session already up): the
+    session is stopped and the run ends as after a Ctrl-C at any other time: 0, or 130
+    with one line at a second one."""
+    from agent.commands import EXIT_INTERRUPTED, EXIT_OK, run
+    from agent.pipeline.loader import load_agent_file
+
+    config = tmp_path / "agent.yaml"
+    config.write_text(f"heygen: {{base_url: '{emulator.base_url}', api_key: {KEY}}}\n"
+                      "input: {type: none}\noutputs: [{type: none}]\nvad: null\n")
+    file, specs = load_agent_file(config)
+    registry = emulator.emulator.registry
+
+    async def interrupted_while_building(*args: object) -> None:
+        await eventually(lambda: registry.counts()["started"] == 1,
+                         "the session started while the pipeline was built")
+        for _ in range(signals):
+            os.kill(os.getpid(), signal.SIGINT)
+        await asyncio.Event().wait()  # a build that would never end by itself
+
+    monkeypatch.setattr(run, "_build", interrupted_while_building)
+    args = argparse.Namespace(file=config, duration=None, no_status=True,
+                              start_after_build=False, input_wav=None)
+    code = await within(run._main(file, specs, args), "run ended")
+    counts = registry.counts()
+    assert (counts["created"], counts["stopped"], counts["open"]) == (1, 1, 0)
+    said = [line for line in capsys.readouterr().err.splitlines()
+            if line.startswith("heygen-agent:")]
+    if signals == 1:
+        assert (code, said) == (EXIT_OK, [])
+    else:
+        assert code == EXIT_INTERRUPTED
+        assert said == ["heygen-agent: stopped at once (a second SIGINT): the pipeline was "
+                        "still being built"]

@@ -100,7 +100,12 @@ class Supervisor:
         if self._signals:
             reason = f"interrupted by {self._signals[0]}"
             self._ending_reasons.add(reason)
-        await self.transport.close(reason)
+        await self.transport.close(reason)  # bounded by the stop's deadline
+        if len(self._signals) > 1 and not self.failures:
+            # as a second signal while the pipeline runs: said, the session still stopped
+            self.failures.append(f"stopped at once (a second {self._signals[-1]}): "
+                                 "the pipeline was still being built")
+            self._forced = True
         return None
 
     async def run(self, worker: PipelineWorker) -> int:
