@@ -354,15 +354,17 @@ async def test_lost_media_ends_the_session_with_a_reason(
         "media-key-123456", base_url=emulator.base_url
     ) as client:
         listener = Tracks()
-        # (a dying server also takes the avatar: a long grace shows the connection's end)
-        grace = 0.5 if fault == "avatar-leaves" else 300
+        # (a dying server also takes the avatar: a long grace shows the connection's end;
+        # the short one is also the avatar's first arrival's, which a loaded machine has
+        # taken over 0.5 s)
+        grace = 2.0 if fault == "avatar-leaves" else 300
         options = SessionOptions(keep_alive_interval_s=None, media_grace_s=grace)
         session = HeyGenSession(client, options, listener)
         await session.start()
         await within(listener.video.wait(), "the avatar's media")
         if fault == "avatar-leaves":
             await emulator.emulator.runtimes[session.session_id or ""].avatar.leave()
-            expected = "the avatar left the room and did not come back within 0.5 s"
+            expected = "the avatar left the room and did not come back within 2 s"
         else:
             await livekit_server.stop()
             expected = "LiveKit connection lost"
