@@ -18,6 +18,11 @@ def _f(value: float, digits: int = 0) -> str:
     return "n/a" if value != value else f"{value:,.{digits}f}"  # NaN: nothing measured
 
 
+def _spread(s: dict[str, float]) -> str:
+    """A summary's median and range, in milliseconds."""
+    return f"{_f(s['median'])} ms ({_f(s['min'])}-{_f(s['max'])})"
+
+
 def soak_variant(run: dict[str, Any]) -> str:
     """A soak run's video mode, and ``video only`` when the avatar's audio was left
     unsubscribed (runs written before that choice existed received it)."""
@@ -152,14 +157,9 @@ def render(data: dict[str, Any], source: str = "docs/performance.json") -> str:
     ]
     for name, row in v.items():
         ratio = row.get("ratio", {"video_ms": 1.0, "audio_ms": 1.0})
-
-        def cell(key: str, row: dict[str, Any] = row) -> str:
-            s = row[key]
-            return f"{_f(s['median'])} ms ({_f(s['min'])}-{_f(s['max'])})"
-
-        out.append(f"| **{name}**: {row['description']} | {cell('start_ms')} | "
-                   f"{cell('video_ms')} | {cell('audio_ms')} | {ratio['video_ms']:.2f} | "
-                   f"{ratio['audio_ms']:.2f} |")
+        out.append(f"| **{name}**: {row['description']} | {_spread(row['start_ms'])} | "
+                   f"{_spread(row['video_ms'])} | {_spread(row['audio_ms'])} | "
+                   f"{ratio['video_ms']:.2f} | {ratio['audio_ms']:.2f} |")
     out += [
         "",
         "What was changed and what it bought: the session connects LiveKit and the "
@@ -185,9 +185,8 @@ def render(data: dict[str, Any], source: str = "docs/performance.json") -> str:
         "|---|---|---|---|",
     ]
     for name, row in command["variants"].items():
-        created, video = row["created_ms"], row["video_ms"]
-        out.append(f"| **{name}**: {row['description']} | {_f(created['median'])} ms | "
-                   f"{_f(video['median'])} ms ({_f(video['min'])}-{_f(video['max'])}) | "
+        out.append(f"| **{name}**: {row['description']} | "
+                   f"{_f(row['created_ms']['median'])} ms | {_spread(row['video_ms'])} | "
                    f"{row['ratio']:.2f} |")
     out += [
         "",
