@@ -17,7 +17,6 @@ from agent.commands import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 Command = Callable[[argparse.Namespace], int]
 
 
-
 def build_parser() -> argparse.ArgumentParser:
     from agent.commands import account, emulate, run
 
