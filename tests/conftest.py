@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 from loguru import logger
 
+from agent.emulator.config import EmulatorConfig
 from agent.emulator.livekit_server import LiveKitServer
+from agent.emulator.server import EmulatorServer
 from tests.machine import require_livekit_binary
 
 
@@ -27,6 +29,14 @@ async def livekit_server() -> AsyncIterator[LiveKitServer]:
     Per test rather than per session: the server starts in about a second, and a test
     that leaves a room behind cannot disturb the next one."""
     async with LiveKitServer(require_livekit_binary()) as server:
+        yield server
+
+
+@pytest.fixture
+async def emulator(livekit_server: LiveKitServer) -> AsyncIterator[EmulatorServer]:
+    """The HeyGen emulator, its avatars in ``livekit_server``; a module that needs other
+    settings has a fixture of its own by the same name."""
+    async with EmulatorServer(EmulatorConfig(livekit=livekit_server.settings)) as server:
         yield server
 
 

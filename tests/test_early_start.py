@@ -9,7 +9,6 @@ import argparse
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -19,8 +18,6 @@ from pipecat.frames.frames import (
     OutputImageRawFrame,
 )
 
-from agent.emulator.config import EmulatorConfig
-from agent.emulator.livekit_server import LiveKitServer
 from agent.emulator.server import EmulatorServer
 from agent.heygen.backend import SessionState
 from agent.heygen.frames import HeyGenAvatarTranscriptFrame
@@ -34,12 +31,6 @@ from tests.waiting import eventually, within
 pytestmark = pytest.mark.livekit
 
 KEY = "early-key-123456"
-
-
-@pytest.fixture
-async def emulator(livekit_server: LiveKitServer) -> AsyncIterator[EmulatorServer]:
-    async with EmulatorServer(EmulatorConfig(livekit=livekit_server.settings)) as server:
-        yield server
 
 
 def early_transport(emulator: EmulatorServer) -> HeyGenTransport:

@@ -6,15 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
 from livekit import rtc
 
-from agent.emulator.config import EmulatorConfig
-from agent.emulator.livekit_server import LiveKitServer
 from agent.emulator.server import EmulatorServer
 from agent.emulator.speech import synthesize, word_timings
 from agent.emulator.video import FaceCanvas, FaceFrames, read_stamp
@@ -51,12 +48,6 @@ async def join_viewer(url: str, token: str) -> Viewer:
 
     await viewer.room.connect(url, token)
     return viewer
-
-
-@pytest.fixture
-async def emulator(livekit_server: LiveKitServer) -> AsyncIterator[EmulatorServer]:
-    async with EmulatorServer(EmulatorConfig(livekit=livekit_server.settings)) as server:
-        yield server
 
 
 async def test_viewer_gets_video_audio_and_events(emulator: EmulatorServer) -> None:

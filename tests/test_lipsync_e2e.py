@@ -8,7 +8,6 @@ avatar's voice and video come back from ``input()`` through a real LiveKit room.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +31,6 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-from agent.emulator.config import EmulatorConfig
-from agent.emulator.livekit_server import LiveKitServer
 from agent.emulator.server import EmulatorServer
 from agent.heygen.frames import HeyGenSpeakFrame
 from agent.heygen.transport import HeyGenTransport
@@ -63,12 +60,6 @@ class SpeakingTTS(FrameProcessor):
                 await self.push_frame(TTSAudioRawFrame(self.pcm[i : i + step],
                                                        self.sample_rate, 1))
             await self.push_frame(TTSStoppedFrame())
-
-
-@pytest.fixture
-async def emulator(livekit_server: LiveKitServer) -> AsyncIterator[EmulatorServer]:
-    async with EmulatorServer(EmulatorConfig(livekit=livekit_server.settings)) as server:
-        yield server
 
 
 @both_backends

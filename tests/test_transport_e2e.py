@@ -5,7 +5,6 @@ answers in a real LiveKit room and its video, voice and transcripts come back as
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
@@ -59,12 +58,6 @@ def livekit_voice_options() -> SessionOptions:
     """Interactive's LiveKit voice transport: the microphone is a track in the room."""
     return SessionOptions(request=ia.NewSessionRequest(ia_is_livekit_transport=True),
                           keep_alive_interval_s=None)
-
-
-@pytest.fixture
-async def emulator(livekit_server: LiveKitServer) -> AsyncIterator[EmulatorServer]:
-    async with EmulatorServer(EmulatorConfig(livekit=livekit_server.settings)) as server:
-        yield server
 
 
 async def test_voice_chat_end_to_end(emulator: EmulatorServer, tmp_path: Path) -> None:
