@@ -43,7 +43,7 @@ import tempfile
 import time
 import uuid
 import wave
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -207,28 +207,42 @@ async def _one_start(client: HeyGenClient, variant: str) -> dict[str, float]:
         await media.close()
 
 
+async def alternating(
+    variants: Sequence[str], rounds: int, one: Callable[[str], Awaitable[dict[str, float]]]
+) -> dict[str, list[dict[str, float]]]:
+    """``rounds`` runs of each variant, the order reversed every other round so that
+    neither always runs first (a noisy machine's drift falls on both alike)."""
+    runs: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
+    for i in range(rounds):
+        order = list(variants)
+        if i % 2:
+            order.reverse()
+        for variant in order:
+            runs[variant].append(await one(variant))
+    return runs
+
+
+def ratio(results: list[dict[str, float]], baseline: list[dict[str, float]], key: str) -> float:
+    """The median of per-round ratios against the baseline's run of the same round."""
+    return round(statistics.median(
+        r[key] / b[key] for r, b in zip(results, baseline, strict=True)), 3)
+
+
 async def bench_start(client: HeyGenClient, rounds: int) -> dict[str, Any]:
-    runs: dict[str, list[dict[str, float]]] = {v: [] for v in START_VARIANTS}
     # Not counted: the process's first start pays once for what every later one reuses
     # (the HTTP connection, LiveKit's native runtime, the emulator's first avatar), and
     # whichever variant ran first would carry it alone.
     await _one_start(client, "sequential")
-    for i in range(rounds):
-        order = list(START_VARIANTS)
-        if i % 2:
-            order.reverse()  # neither variant always runs first
-        for variant in order:
-            runs[variant].append(await _one_start(client, variant))
+    runs = await alternating(list(START_VARIANTS), rounds,
+                             lambda variant: _one_start(client, variant))
+    keys = ("start_ms", "video_ms", "audio_ms")
     out: dict[str, Any] = {"rounds": rounds, "variants": {}}
     for variant, results in runs.items():
         out["variants"][variant] = {
             "description": START_VARIANTS[variant][0],
-            **{key: summary([r[key] for r in results])
-               for key in ("start_ms", "video_ms", "audio_ms")},
+            **{key: summary([r[key] for r in results]) for key in keys},
             **({} if variant == "sequential" else {"ratio": {
-                key: round(statistics.median(
-                    r[key] / b[key] for r, b in zip(results, runs["sequential"], strict=True)
-                ), 3) for key in ("start_ms", "video_ms", "audio_ms")}}),
+                key: ratio(results, runs["sequential"], key) for key in keys}}),
         }
     return out
 
@@ -307,24 +321,17 @@ async def _one_command(path: Path, extra: list[str]) -> dict[str, float]:
 async def bench_command(base_url: str, rounds: int) -> dict[str, Any]:
     """``heygen-agent run`` from its spawn to the avatar's first video frame: what a
     user of the command waits for, the interpreter's and Pipecat's start-up included."""
-    runs: dict[str, list[dict[str, float]]] = {v: [] for v in COMMAND_VARIANTS}
     with tempfile.TemporaryDirectory() as tmp:
         path = _command_file(Path(tmp), base_url)
         await _one_command(path, [])  # not counted: the first run reads modules from disk
-        for i in range(rounds):
-            order = list(COMMAND_VARIANTS)
-            if i % 2:
-                order.reverse()
-            for variant in order:
-                runs[variant].append(await _one_command(path, COMMAND_VARIANTS[variant][1]))
-    base = runs["after_build"]
+        runs = await alternating(list(COMMAND_VARIANTS), rounds,
+                                 lambda variant: _one_command(path, COMMAND_VARIANTS[variant][1]))
     return {"rounds": rounds, "variants": {
         variant: {
             "description": COMMAND_VARIANTS[variant][0],
             "created_ms": summary([r["created_ms"] for r in results]),
             "video_ms": summary([r["video_ms"] for r in results]),
-            "ratio": round(statistics.median(
-                r["video_ms"] / b["video_ms"] for r, b in zip(results, base, strict=True)), 3),
+            "ratio": ratio(results, runs["after_build"], "video_ms"),
         } for variant, results in runs.items()}}
 
 
@@ -415,35 +422,36 @@ async def bench_lipsync(client: HeyGenClient, rounds: int, utterance_s: float) -
     loop = asyncio.get_running_loop()
     tts = frames(speech_like(1.0, TTS_RATE, LOUD), TTS_RATE)
     whole = b"".join(tts)
-    ours: list[float] = []
-    floor: list[float] = []
+
+    async def one(variant: str) -> dict[str, float]:
+        await _until_quiet(media, 0.3, 10)
+        t0 = loop.time()
+        if variant == "ours":
+            for frame in tts:  # a TTS is faster than real time: all at once
+                await session.speak_audio(frame, TTS_RATE)
+            await session.end_speech()
+        else:  # the floor: the same audio straight to the socket, one message
+            event_id = uuid.uuid4().hex
+            await session._send_realtime(rt.Command(rt.AGENT_SPEAK, event_id=event_id,
+                                                    audio=whole))
+            await session._send_realtime(rt.Command(rt.AGENT_SPEAK_END, event_id=event_id))
+        return {"first_s": await _first_loud(media, t0) - t0}
+
     try:
         await session.start()
         await asyncio.wait_for(media.first_audio, FIRST_MEDIA_TIMEOUT_S)
-        for i in range(rounds):
-            for variant in (("ours", "floor") if i % 2 == 0 else ("floor", "ours")):
-                await _until_quiet(media, 0.3, 10)
-                t0 = loop.time()
-                if variant == "ours":
-                    for frame in tts:  # a TTS is faster than real time: all at once
-                        await session.speak_audio(frame, TTS_RATE)
-                    await session.end_speech()
-                else:  # the floor: the same audio straight to the socket, one message
-                    event_id = uuid.uuid4().hex
-                    await session._send_realtime(rt.Command(rt.AGENT_SPEAK, event_id=event_id,
-                                                            audio=whole))
-                    await session._send_realtime(rt.Command(rt.AGENT_SPEAK_END,
-                                                            event_id=event_id))
-                (ours if variant == "ours" else floor).append(await _first_loud(media, t0) - t0)
+        runs = await alternating(("ours", "floor"), rounds, one)
         drift = await _drift(session, media, utterance_s)
     finally:
         await session.stop(reason="bench")
         await media.close()
+    ours = [r["first_s"] for r in runs["ours"]]
+    floor = [r["first_s"] for r in runs["floor"]]
     return {
         "rounds": rounds,
         "first_audio_ms": summary([ms(x) for x in ours]),
         "floor_first_audio_ms": summary([ms(x) for x in floor]),
-        "ratio": round(statistics.median(o / f for o, f in zip(ours, floor, strict=True)), 3),
+        "ratio": ratio(runs["ours"], runs["floor"], "first_s"),
         "added_ms": summary([ms(o - f) for o, f in zip(ours, floor, strict=True)]),
         "target_added_ms": 50,
         "drift": drift,
