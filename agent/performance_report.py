@@ -164,7 +164,12 @@ def render(data: dict[str, Any], source: str = "docs/performance.json") -> str:
         "",
         "What was changed and what it bought: the session connects LiveKit and the "
         "voice-chat socket concurrently (the default since before this benchmark); the "
-        "`concurrent` row against `sequential` is what that buys. `livekit_during_start` "
+        "`concurrent` row against `sequential` is what that buys. When both of the "
+        "avatar's tracks are wanted, LiveKit now subscribes to them as the room is joined "
+        "(as HeyGen's official client lets it); before, the session asked for each track "
+        "once joined, which costs a renegotiation per track: `track_by_track` against "
+        "`concurrent` is what that buys (a session that leaves a track unsubscribed still "
+        "asks track by track). `livekit_during_start` "
         "(`SessionOptions(livekit_during_start=True)`, **off by default**) also joins the "
         "room while `streaming.start` is in flight, since its URL and token come with "
         "`streaming.new`; it is proven only against the emulator — HeyGen's official client "

@@ -179,11 +179,21 @@ class SequentialSession(HeyGenSession):
         self._spawn(self._read_voice_chat(), "heygen-voice-chat")
 
 
+class TrackByTrackSession(HeyGenSession):
+    """Ours as it was: each of the avatar's tracks asked for once the room is joined,
+    where LiveKit now subscribes to both as it joins."""
+
+    def _room_options(self) -> rtc.RoomOptions:
+        return rtc.RoomOptions(auto_subscribe=False)
+
+
 START_VARIANTS: dict[str, tuple[str, Callable[..., HeyGenSession], dict[str, Any]]] = {
     "sequential": ("each step after the previous (official client, Pipecat)",
                    SequentialSession, {}),
-    "concurrent": ("ours: LiveKit and the voice-chat socket at once (default)",
-                   HeyGenSession, {}),
+    "track_by_track": ("ours as it was: the avatar's tracks subscribed one by one after "
+                       "the join", TrackByTrackSession, {}),
+    "concurrent": ("ours: LiveKit and the voice-chat socket at once, the avatar's tracks "
+                   "subscribed as the room is joined (default)", HeyGenSession, {}),
     "livekit_during_start": ("ours + LiveKit joined during streaming.start (opt-in)",
                              HeyGenSession, {"livekit_during_start": True}),
 }

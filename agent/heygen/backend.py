@@ -528,9 +528,7 @@ class AvatarSession(ABC):
         # A connect cancelled half-way leaves LiveKit's native side waiting ~10 s for the
         # room it is still joining (and the process cannot exit meanwhile): let it finish,
         # then honour the cancel; the shutdown disconnects the room properly.
-        # Subscriptions are ours to choose: no video that no one watches.
-        options = rtc.RoomOptions(auto_subscribe=False)
-        _, cancelled = await despite_cancel(room.connect(url, token, options))
+        _, cancelled = await despite_cancel(room.connect(url, token, self._room_options()))
         for participant in room.remote_participants.values():  # there before we joined
             for publication in participant.track_publications.values():
                 self._subscribe(publication, participant)
@@ -538,12 +536,22 @@ class AvatarSession(ABC):
             raise asyncio.CancelledError
         logger.debug(f"HeyGen session {self.session_id}: LiveKit room joined")
 
+    def _room_options(self) -> rtc.RoomOptions:
+        """Both of the avatar's tracks wanted (the usual case): LiveKit subscribes to them
+        as the room is joined, as in HeyGen's official client; asking for each after the
+        join costs a renegotiation per track, and the first video frame comes that much
+        later (the session benchmark's ``track_by_track`` row). With a track not wanted,
+        subscriptions are ours to choose: no media that no one takes."""
+        return rtc.RoomOptions(auto_subscribe=self.life.video and self.life.audio)
+
     def _subscribe(self, publication: rtc.RemoteTrackPublication,
                    participant: rtc.RemoteParticipant) -> None:
         wanted = {rtc.TrackKind.KIND_VIDEO: self.life.video,
                   rtc.TrackKind.KIND_AUDIO: self.life.audio}
         if wanted.get(publication.kind, False):
-            publication.set_subscribed(True)  # present once the track is subscribed
+            # present once the track is subscribed (by LiveKit itself when it subscribes all)
+            if not self._room_options().auto_subscribe:
+                publication.set_subscribed(True)
         else:
             # Not taken, so never subscribed: its publication is the avatar's media here.
             self._media_arrived(participant.identity)
