@@ -10,7 +10,8 @@ to every REST answer and WebSocket handshake (50 ms by default: HeyGen across an
 1. **Start → first avatar frame**, video and audio: ours (LiveKit and the voice-chat
    socket connected concurrently, :mod:`agent.heygen.session`) against a baseline that
    does each step after the previous one, as HeyGen's official client and Pipecat do; and
-   the opt-in ``livekit_during_start`` (off by default: unproven against the real service).
+   the opt-in ``livekit_during_start`` (off by default: unproven against the real service);
+   and the same for LiveAvatar's LITE mode against its web SDK's order.
    The variants alternate round by round; the ratio is the median of per-round ratios.
    And the same for ``heygen-agent run``, from its spawn: the session started while the
    pipeline is built (the default) against started once it runs (``--start-after-build``).
@@ -43,7 +44,7 @@ import tempfile
 import time
 import uuid
 import wave
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,9 @@ from livekit import rtc
 from agent.bench_options import BenchConfig, config_from
 from agent.emulator.speech_detector import HANGOVER_S
 from agent.heygen import events as ev
-from agent.heygen.api import HeyGenClient
+from agent.heygen.api import HeyGenClient, LiveAvatarClient
+from agent.heygen.backend import AvatarSession
+from agent.heygen.liveavatar import LiveAvatarOptions, LiveAvatarSession
 from agent.heygen.pacing import Chunk, measure_drift
 from agent.heygen.protocol import interactive as ia
 from agent.heygen.protocol import realtime as rt
@@ -160,23 +163,28 @@ class AvatarMedia(SessionListener):
 # ---------------------------------------------------------------------- 1. start
 
 
-class SequentialSession(HeyGenSession):
+class OneAfterAnother(AvatarSession):
+    """HeyGen's own clients' way: each of the session's connections after the previous
+    one (the room, then the socket)."""
+
+    async def _connect_all(self, connects: list[Coroutine[Any, Any, None]]) -> None:
+        pending = list(connects)
+        try:
+            while pending:
+                await pending.pop(0)
+        finally:
+            for connect in pending:  # one failed: the rest never run
+                connect.close()
+
+
+class SequentialSession(OneAfterAnother, HeyGenSession):
     """The baseline: HeyGen's official client and Pipecat's, each step after the previous
     one — token, ``new``, ``start``, then LiveKit, then the voice-chat socket."""
 
-    async def _open(self) -> None:
-        opts = self.options
-        token = await self._heygen.create_token()
-        self._token = token.get_secret_value()
-        self._client = self._heygen.with_session_token(token)
-        info = await self._client.new_session(opts.request)
-        self.info = info
-        self._created(info.session_id)
-        await self._client.start_session(info.session_id)
-        async with asyncio.timeout(opts.connect_timeout_s):
-            await self._connect_room(info.url, info.access_token.get_secret_value())
-            await self._connect_voice_chat()
-        self._spawn(self._read_voice_chat(), "heygen-voice-chat")
+
+class SequentialLiveAvatar(OneAfterAnother, LiveAvatarSession):
+    """LiveAvatar's baseline, its web SDK's order: token, ``sessions/start``, then
+    LiveKit, then the socket."""
 
 
 class TrackByTrackSession(HeyGenSession):
@@ -187,22 +195,45 @@ class TrackByTrackSession(HeyGenSession):
         return rtc.RoomOptions(auto_subscribe=False)
 
 
-START_VARIANTS: dict[str, tuple[str, Callable[..., HeyGenSession], dict[str, Any]]] = {
+#: Each: what it is, and its session made from a client and a listener.
+StartVariants = dict[str, tuple[str, Callable[[Any, SessionListener], AvatarSession]]]
+
+
+def _interactive(cls: type[HeyGenSession], **extra: Any
+                 ) -> Callable[[Any, SessionListener], AvatarSession]:
+    return lambda client, media: cls(
+        client, SessionOptions(keep_alive_interval_s=None, **extra), media)
+
+
+def _liveavatar(cls: type[LiveAvatarSession]) -> Callable[[Any, SessionListener], AvatarSession]:
+    # LITE, in the sandbox: the mode an own-brain bot uses, and the socket to connect
+    return lambda client, media: cls(
+        client, LiveAvatarOptions(keep_alive_interval_s=None), media)
+
+
+START_VARIANTS: StartVariants = {
     "sequential": ("each step after the previous (official client, Pipecat)",
-                   SequentialSession, {}),
+                   _interactive(SequentialSession)),
     "track_by_track": ("ours as it was: the avatar's tracks subscribed one by one after "
-                       "the join", TrackByTrackSession, {}),
+                       "the join", _interactive(TrackByTrackSession)),
     "concurrent": ("ours: LiveKit and the voice-chat socket at once, the avatar's tracks "
-                   "subscribed as the room is joined (default)", HeyGenSession, {}),
+                   "subscribed as the room is joined (default)", _interactive(HeyGenSession)),
     "livekit_during_start": ("ours + LiveKit joined during streaming.start (opt-in)",
-                             HeyGenSession, {"livekit_during_start": True}),
+                             _interactive(HeyGenSession, livekit_during_start=True)),
+}
+LIVEAVATAR_START_VARIANTS: StartVariants = {
+    "sequential": ("each step after the previous (LiveAvatar's web SDK)",
+                   _liveavatar(SequentialLiveAvatar)),
+    "concurrent": ("ours: LiveKit and the LITE socket at once (default)",
+                   _liveavatar(LiveAvatarSession)),
 }
 
 
-async def _one_start(client: HeyGenClient, variant: str) -> dict[str, float]:
-    _, cls, extra = START_VARIANTS[variant]
+async def _one_start(
+    client: Any, make: Callable[[Any, SessionListener], AvatarSession]
+) -> dict[str, float]:
     media = AvatarMedia()
-    session = cls(client, SessionOptions(keep_alive_interval_s=None, **extra), media)
+    session = make(client, media)
     loop = asyncio.get_running_loop()
     began = loop.time()
     try:
@@ -238,18 +269,19 @@ def ratio(results: list[dict[str, float]], baseline: list[dict[str, float]], key
         r[key] / b[key] for r, b in zip(results, baseline, strict=True)), 3)
 
 
-async def bench_start(client: HeyGenClient, rounds: int) -> dict[str, Any]:
+async def bench_start(client: Any, rounds: int,
+                      variants: StartVariants = START_VARIANTS) -> dict[str, Any]:
     # Not counted: the process's first start pays once for what every later one reuses
     # (the HTTP connection, LiveKit's native runtime, the emulator's first avatar), and
     # whichever variant ran first would carry it alone.
-    await _one_start(client, "sequential")
-    runs = await alternating(list(START_VARIANTS), rounds,
-                             lambda variant: _one_start(client, variant))
+    await _one_start(client, variants["sequential"][1])
+    runs = await alternating(list(variants), rounds,
+                             lambda variant: _one_start(client, variants[variant][1]))
     keys = ("start_ms", "video_ms", "audio_ms")
     out: dict[str, Any] = {"rounds": rounds, "variants": {}}
     for variant, results in runs.items():
         out["variants"][variant] = {
-            "description": START_VARIANTS[variant][0],
+            "description": variants[variant][0],
             **{key: summary([r[key] for r in results]) for key in keys},
             **({} if variant == "sequential" else {"ratio": {
                 key: ratio(results, runs["sequential"], key) for key in keys}}),
@@ -585,6 +617,10 @@ async def run(config: BenchConfig, log: Callable[[str], None] = lambda _: None) 
     ):
         log("start → first avatar frame")
         out["start"] = await bench_start(client, config.start_rounds)
+        log("start → first avatar frame, LiveAvatar LITE")
+        async with LiveAvatarClient("bench-liveavatar-key", base_url=base_url) as la_client:
+            out["start_liveavatar"] = await bench_start(
+                la_client, config.start_rounds, LIVEAVATAR_START_VARIANTS)
         log("heygen-agent run → first avatar frame")
         out["command"] = await bench_command(base_url, config.start_rounds)
         log("turn latency")

@@ -61,7 +61,13 @@ async def test_session_bench_runs_and_writes_well_formed_json() -> None:
 
     from agent.bench_options import BenchConfig
     from agent.performance_report import render, table
-    from agent.session_bench import COMMAND_VARIANTS, START_VARIANTS, TURN_VARIANTS, run
+    from agent.session_bench import (
+        COMMAND_VARIANTS,
+        LIVEAVATAR_START_VARIANTS,
+        START_VARIANTS,
+        TURN_VARIANTS,
+        run,
+    )
     from tests.machine import require_livekit_binary
 
     require_livekit_binary()
@@ -70,6 +76,8 @@ async def test_session_bench_runs_and_writes_well_formed_json() -> None:
     data = json.loads(json.dumps(await run(config)))
     for variant in START_VARIANTS:
         assert data["start"]["variants"][variant]["video_ms"]["median"] > 0
+    for variant in LIVEAVATAR_START_VARIANTS:
+        assert data["start_liveavatar"]["variants"][variant]["video_ms"]["median"] > 0
     for variant in COMMAND_VARIANTS:
         command = data["command"]["variants"][variant]
         assert 0 < command["created_ms"]["median"] < command["video_ms"]["median"]
@@ -85,3 +93,5 @@ async def test_session_bench_runs_and_writes_well_formed_json() -> None:
     assert "| i420, video only | 1 |" in render(data)
     assert "# Performance" in render(data) and "start → first video frame" in table(data)
     assert "heygen-agent run → first video frame" in table(data)
+    assert "### LiveAvatar (LITE, sandbox)" in render(data)
+    assert "start → first video frame (LiveAvatar, concurrent)" in table(data)

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal, Self
@@ -474,6 +474,12 @@ class AvatarSession(ABC):
 
     # ------------------------------------------------------------------ the room
 
+    async def _connect_all(self, connects: list[Coroutine[Any, Any, None]]) -> None:
+        """The session's connections (the room, a socket) at once: none needs another.
+        HeyGen's own clients make them one after the other; the session benchmark times
+        both ways."""
+        await all_or_nothing(connects)
+
     async def _connect_room(self, url: str, token: str) -> None:
         room = rtc.Room()
         self.room = room
@@ -708,7 +714,7 @@ def _reason_name(reason: Any) -> str:
         return str(reason)
 
 
-async def all_or_nothing(calls: list[Awaitable[None]]) -> None:
+async def all_or_nothing(calls: Sequence[Awaitable[None]]) -> None:
     """Run ``calls`` concurrently; if one fails, cancel the others and raise its error."""
     tasks = [asyncio.ensure_future(c) for c in calls]
     try:

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import websockets
 from livekit import rtc
@@ -39,7 +39,6 @@ from agent.heygen.backend import (
     LifeOptions,
     SessionListener,
     SessionState,
-    all_or_nothing,
 )
 from agent.heygen.ledger import Record
 from agent.heygen.pacing import Chunk
@@ -176,14 +175,14 @@ class LiveAvatarSession(AvatarSession):
             raise asyncio.CancelledError
         logger.info(f"LiveAvatar session {token.session_id} created ({opts.request.mode})")
         self.info = info = await self._view.start_session()
-        connects: list[Awaitable[None]] = []
+        connects: list[Coroutine[Any, Any, None]] = []
         if info.livekit_url and info.livekit_client_token is not None:
             connects.append(self._connect_room(
                 info.livekit_url, info.livekit_client_token.get_secret_value()))
         if not opts.full and info.ws_url is not None:
             connects.append(self._connect_socket(info.ws_url.get_secret_value()))
         async with asyncio.timeout(opts.connect_timeout_s):
-            await all_or_nothing(connects)
+            await self._connect_all(connects)
         if opts.full:
             await self._wait_for_avatar()
             if opts.microphone:

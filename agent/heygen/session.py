@@ -16,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import Awaitable
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import websockets
 from livekit import rtc
@@ -242,7 +242,7 @@ class HeyGenSession(AvatarSession):
                 ])
         else:
             await self._client.start_session(info.session_id)
-        connects: list[Awaitable[None]] = []
+        connects: list[Coroutine[Any, Any, None]] = []
         if opts.livekit and not room_early:
             connects.append(self._connect_room(info.url, info.access_token.get_secret_value()))
         if opts.voice_chat:
@@ -250,7 +250,7 @@ class HeyGenSession(AvatarSession):
         if opts.realtime:
             connects.append(self._connect_realtime())
         async with asyncio.timeout(opts.connect_timeout_s):
-            await all_or_nothing(connects)
+            await self._connect_all(connects)
             if opts.voice_over_livekit:
                 await self._publish_microphone(vc.SAMPLE_RATE)
         if opts.voice_chat:
