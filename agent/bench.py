@@ -112,10 +112,13 @@ def cases() -> list[Case]:
 
 
 def main() -> None:
-    print(f"{'case':<52} {'ratio':>7}  {'candidate':>10}  baseline")
-    for case in cases():
+    all_cases = cases()
+    width = max(len(case.name) for case in all_cases)
+    print(f"{'case':<{width}} {'ratio':>7}  {'candidate':>10}  baseline "
+          "(ratio: candidate ÷ baseline; below 1 is faster)")
+    for case in all_cases:
         ratio, cand, base = measure(case)
-        print(f"{case.name:<52} {ratio:>6.2f}x  {cand * 1e6:>8.1f}µs  "
+        print(f"{case.name:<{width}} {ratio:>6.2f}x  {cand * 1e6:>8.1f}µs  "
               f"{case.baseline_name} ({base * 1e6:.1f}µs)")
 
 

@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         "bench", help="time the hot paths, as ratios against baselines timed in the same run",
         description="Time the per-frame hot paths (audio encoding, resampling, the emulated "
         "avatar's frame, the viewer's JPEG) against the obvious alternative timed in the same "
-        "run. Each figure is a ratio (baseline time / our time; above 1 is faster), because "
+        "run. Each figure is a ratio (our time ÷ baseline time; below 1 is faster), because "
         "absolute times on a shared machine say more about the machine than the code.")
     bench.add_argument("--sessions", action="store_true",
                        help="time whole sessions against the emulator and a local LiveKit "
@@ -57,6 +57,23 @@ def _bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line. A command whose positionals may come after its options (its
+    parser set as ``intermixed``: ``sessions stop --json ID``, where argparse gives both
+    optional positionals to ``stop`` and is left with the id) is parsed again by its own
+    parser, intermixed; anything else left over is refused, as ``parse_args`` would."""
+    parser = build_parser()
+    words = list(sys.argv[1:] if argv is None else argv)
+    args, rest = parser.parse_known_args(words)
+    if not rest:
+        return args
+    own: argparse.ArgumentParser | None = getattr(args, "intermixed", None)
+    if own is None:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return own.parse_intermixed_args(words[words.index(args.command) + 1:],
+                                     argparse.Namespace(command=args.command))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         from loguru import logger
@@ -65,11 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # the pipeline file, and HEYGEN_LOG_LEVEL overrides both.
         logger.remove()
         logger.add(sys.stderr, level=os.environ.get("HEYGEN_LOG_LEVEL", "WARNING"))
-        parser = build_parser()
-        args = parser.parse_args(argv)
+        args = parse(argv)
         handler: Command | None = getattr(args, "handler", None)
         if handler is None:
-            parser.print_help()
+            build_parser().print_help()
             return EXIT_USAGE
         code = handler(args)
     except KeyboardInterrupt:

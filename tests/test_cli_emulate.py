@@ -73,3 +73,21 @@ def test_tls_says_how_to_point_the_official_js_client(port: int) -> None:
     else:
         assert "use --port 443 for it" in text
     assert "JS client" not in describe(EmulatorServer(EmulatorConfig(), port=port), None)
+
+
+async def test_a_port_in_use_is_one_line_that_says_what_to_do() -> None:
+    """A second ``emulate`` on the same port (the examples start one with ``&``) printed
+    thirty lines of traceback ending in errno 98."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "agent", "emulate", "--no-livekit", "--port", str(port),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+    said = (out + err).decode().strip().splitlines()
+    assert process.returncode == 1, said
+    assert len(said) == 1 and f"127.0.0.1:{port} is in use" in said[0] and "--port" in said[0]

@@ -136,7 +136,7 @@ async def test_account_commands_against_the_emulator() -> None:
             heygen_agent("avatars", env=env),
             heygen_agent("voices", "--realtime", "--json", env=env),
             heygen_agent("avatars", "--api-key", "wrong-key-000", env=env),
-            heygen_agent("contexts", env=env),
+            heygen_agent("contexts", "--backend", "interactive", env=env),
             heygen_agent("avatars", "--backend", "liveavatar", env=la_env),
             *(heygen_agent(listing, "--backend", "liveavatar", "--json", env=la_env)
               for listing in ("voices", "contexts")),
@@ -204,6 +204,78 @@ async def test_the_command_line_is_parsed_without_loading_what_commands_use() ->
     out, _ = await within(process.communicate(), "the parser was built")
     assert process.returncode == 0
     assert [m for m in out.decode().split() if m.startswith(heavy)] == []
+
+
+def test_an_id_may_follow_the_options_of_sessions_stop() -> None:
+    """``sessions stop --json ID``, a user's order: argparse gave both of the command's
+    optional positionals to ``stop`` and refused the id as an unrecognized argument."""
+    from agent.cli import parse
+
+    args = parse(["sessions", "stop", "--json", "abc123"])
+    assert (args.action, args.session_id, args.json) == ("stop", "abc123", True)
+    args = parse(["sessions", "stop", "--backend", "liveavatar", "--base-url", "http://h",
+                  "abc123"])
+    assert (args.backend, args.base_url, args.session_id) == ("liveavatar", "http://h", "abc123")
+    for extra in (["sessions", "stop", "a", "b"], ["avatars", "extra"], ["run", "f", "g"]):
+        with pytest.raises(SystemExit) as refused:
+            parse(extra)
+        assert refused.value.code == 2
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf", "soon"])
+def test_run_for_takes_a_positive_number_of_seconds(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``run --for -1`` created a session (billed) and stopped it at once, exit 0."""
+    from agent.cli import parse
+
+    with pytest.raises(SystemExit) as refused:
+        parse(["run", "config/demo.yaml", "--for", value])
+    assert refused.value.code == 2
+    assert "--for: a positive number of seconds" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    (["sessions", "stop"], "give a session id or --all"),
+    (["sessions", "stop", "abc123", "--all"], "give a session id or --all, not both"),
+    (["sessions", "--all"], "--all goes with stop: sessions stop --all"),
+    (["voices", "--realtime", "--backend", "liveavatar"], "--realtime is for interactive"),
+], ids=["nothing", "both", "all-alone", "realtime"])
+def test_account_commands_refuse_what_they_would_ignore(
+    argv: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each once did nothing it was asked (``sessions --all`` listed; ``--realtime`` with
+    LiveAvatar listed every voice) or said the wrong thing (``not both`` for neither);
+    refused before any call, with one line."""
+    from agent.cli import main
+
+    assert main([*argv, "--base-url", "http://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"heygen-agent: {said}")
+
+
+def test_contexts_asks_liveavatar_unless_told_otherwise() -> None:
+    """Only LiveAvatar has contexts: ``contexts`` alone answered "interactive has none"."""
+    from agent.cli import parse
+
+    assert parse(["contexts"]).backend == "liveavatar"
+    assert parse(["avatars"]).backend == "interactive"
+
+
+def test_bench_help_reads_its_ratios_as_bench_prints_them(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The help said "baseline time / our time; above 1 is faster": the table prints ours
+    over the baseline (27.6 µs against 13.3 µs is 2.07x), so a slow path read as fast."""
+    from agent.bench import measure
+    from agent.cli import parse
+
+    with pytest.raises(SystemExit):
+        parse(["bench", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(our time ÷ baseline time; below 1 is faster)" in text
+    assert "above 1 is faster" not in text
+    assert measure.__doc__ and "candidate" in measure.__doc__
 
 
 def test_every_backend_the_account_commands_offer_has_a_catalogue() -> None:

@@ -25,16 +25,19 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("sessions", "list open sessions (and stop those a killed run left); 'stop ID' or --all",
      "List the account's open (billed) streaming sessions: id, status, creation time. "
      "First stops any session a killed heygen-agent process left open, from the local "
-     "record. 'sessions stop ID' stops one; 'sessions stop --all' stops every open one."),
+     "record. 'sessions stop ID' stops one; 'sessions stop --all' stops every open one. "
+     "LiveAvatar lists no sessions by key and stops one only with its own token: with "
+     "--backend liveavatar, the sessions are those this machine's record holds as open."),
 ]
 
 
 def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     for name, help_, description in COMMANDS:
         parser = commands.add_parser(name, help=help_, description=description)
-        parser.add_argument("--backend", choices=list(BACKENDS), default="interactive",
+        default = "liveavatar" if name == "contexts" else "interactive"  # LiveAvatar's only
+        parser.add_argument("--backend", choices=list(BACKENDS), default=default,
                             help="which HeyGen API: interactive (HEYGEN_* variables) or "
-                                 "liveavatar (LIVEAVATAR_* variables); default interactive")
+                                 f"liveavatar (LIVEAVATAR_* variables); default {default}")
         parser.add_argument("--base-url", help="default: $HEYGEN_BASE_URL or "
                             "$LIVEAVATAR_BASE_URL, then the service's own")
         parser.add_argument("--api-key", help="default: $HEYGEN_API_KEY or $LIVEAVATAR_API_KEY")
@@ -47,6 +50,7 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
             parser.add_argument("session_id", nargs="?")
             parser.add_argument("--all", action="store_true",
                                 help="with stop: every open session")
+            parser.set_defaults(intermixed=parser)  # 'sessions stop --json ID'
         parser.set_defaults(handler=lambda args, listing=name: _call(args, listing))
 
 

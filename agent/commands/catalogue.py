@@ -131,10 +131,25 @@ CATALOGUES: dict[str, tuple[type[RestClient], type[Catalogue]]] = {
 }
 
 
+def _ignored(args: argparse.Namespace) -> str | None:
+    """What the command line asks that the command would not do: said before any call."""
+    if getattr(args, "action", None) == "stop":
+        if args.all and args.session_id:
+            return "give a session id or --all, not both"
+        if not (args.all or args.session_id):
+            return "give a session id or --all"
+    elif getattr(args, "all", False):
+        return "--all goes with stop: sessions stop --all"
+    if getattr(args, "realtime", False) and args.backend != "interactive":
+        return "--realtime is for interactive (it lists the voices streaming sessions can use)"
+    return None
+
+
 def call(args: argparse.Namespace, listing: str) -> int:
     """Make one listing (``avatars``, ``voices``, ...) and print it; the exit code."""
-    if getattr(args, "action", None) == "stop" and args.all == bool(args.session_id):
-        print("heygen-agent: give a session id or --all (not both)", file=sys.stderr)
+    problem = _ignored(args)
+    if problem:
+        print(f"heygen-agent: {problem}", file=sys.stderr)
         return EXIT_USAGE
     client_type, catalogue_type = CATALOGUES[args.backend]
 

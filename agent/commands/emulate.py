@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import signal
+import sys
 from typing import TYPE_CHECKING
 
 from agent.commands import native
@@ -27,23 +29,31 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Serve HeyGen's streaming API on this machine, with avatars that join a "
         "real LiveKit room. Point a YAML file's heygen.base_url (or HEYGEN_BASE_URL) at it.",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help=f"0 picks a free port (default: {DEFAULT_PORT})")
     parser.add_argument("--tls", action="store_true",
                         help="serve https/wss with a self-signed certificate (browser clients)")
     parser.add_argument("--api-key", action="append", dest="api_keys", metavar="KEY",
                         help="accept only this key (repeatable); default: any non-empty key")
     parser.add_argument("--livekit-url", help="use this LiveKit server instead of starting one")
-    parser.add_argument("--livekit-key", default="devkey")
-    parser.add_argument("--livekit-secret", default="secret")
+    parser.add_argument("--livekit-key", default="devkey",
+                        help="with --livekit-url: that server's API key (default: devkey, "
+                        "as livekit-server --dev)")
+    parser.add_argument("--livekit-secret", default="secret",
+                        help="with --livekit-url: its API secret (default: secret)")
     parser.add_argument("--no-livekit", action="store_true",
                         help="no media: sessions work, avatars publish nothing")
     parser.add_argument("--max-sessions", type=int, default=3, help="concurrent session limit")
-    parser.add_argument("--duration-limit", type=float, default=600.0, metavar="SECONDS")
+    parser.add_argument("--duration-limit", type=float, default=600.0, metavar="SECONDS",
+                        help="a session ends after this long, as HeyGen's plan limits "
+                        "(default: 600)")
     parser.add_argument("--latency-ms", type=float, help="added to every REST answer")
     parser.add_argument("--fail-next", type=int, metavar="N",
                         help="the next N requests answer --fail-status")
-    parser.add_argument("--fail-status", type=int, default=503)
+    parser.add_argument("--fail-status", type=int, default=503,
+                        help="the HTTP status of --fail-next's answers (default: 503)")
     parser.set_defaults(handler=run)
 
 
@@ -71,7 +81,7 @@ async def _serve(args: argparse.Namespace) -> int:
             try:
                 livekit = (await stack.enter_async_context(LiveKitServer())).settings
             except LiveKitUnavailable as exc:
-                print(f"heygen-agent emulate: {exc}")
+                print(f"heygen-agent emulate: {exc}", file=sys.stderr)
                 return 1
         config = EmulatorConfig(
             api_keys=frozenset(args.api_keys) if args.api_keys else None,
@@ -81,7 +91,15 @@ async def _serve(args: argparse.Namespace) -> int:
             faults=faults,
         )
         server = EmulatorServer(config, host=args.host, port=args.port, tls=args.tls)
-        await stack.enter_async_context(server)
+        try:
+            await stack.enter_async_context(server)
+        except OSError as exc:  # the address: one line, not aiohttp's traceback
+            where = f"{args.host}:{args.port}"
+            print("heygen-agent emulate: " + (
+                f"{where} is in use (another emulator?); choose another with --port, or "
+                "--port 0 for a free one" if exc.errno == errno.EADDRINUSE
+                else f"cannot listen on {where}: {exc.strerror or exc}"), file=sys.stderr)
+            return 1
         print(describe(server, args.api_keys), flush=True)
         await _until_signalled()
     return 0

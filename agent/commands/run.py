@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib
+import math
 import os
 import sys
 import time
@@ -29,6 +30,18 @@ if TYPE_CHECKING:  # Pipecat is imported only by the commands that run a pipelin
 STATUS_INTERVAL_S = 0.5
 
 
+def _seconds(text: str) -> float:
+    """``--for``: a positive, finite number of seconds (``-1`` once opened a billed
+    session only to stop it at once)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"a positive number of seconds, not {text!r}")
+    return value
+
+
 def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = commands.add_parser(
         "run", help="run the agent a pipeline file describes",
@@ -37,7 +50,7 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "Exit codes: 0 ended as asked, 1 failed, 3 bad pipeline file, 130/143 stopped at once "
         "on a second SIGINT/SIGTERM.")
     run.add_argument("file", type=Path, help="a pipeline file, e.g. config/demo.yaml")
-    run.add_argument("--for", dest="duration", type=float, metavar="SECONDS",
+    run.add_argument("--for", dest="duration", type=_seconds, metavar="SECONDS",
                      help="stop cleanly after this long (default: until Ctrl-C)")
     run.add_argument("--no-status", action="store_true", help="no live status line")
     run.add_argument("--input-wav", type=Path, metavar="WAV",
