@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 
 from pipecat.frames.frames import Frame, TranscriptionFrame
+from pipecat.services.settings import STTSettings
 from pipecat.services.stt_service import SegmentedSTTService
 from pipecat.utils.time import time_now_iso8601
 
@@ -26,6 +27,9 @@ class SpeechLengthSTTService(SegmentedSTTService):
     placement = "before_heygen"
 
     def __init__(self, **kwargs: object) -> None:
+        # No model and no language: ``None`` is Pipecat's "not supported" (left unset,
+        # each start logged an ERROR).
+        kwargs.setdefault("settings", STTSettings(model=None, language=None))
         super().__init__(trailing_silence_secs=0.0, **kwargs)  # type: ignore[arg-type]
 
     @property
