@@ -87,6 +87,29 @@ async def test_demo_yaml_runs_end_to_end(livekit_server: LiveKitServer, tmp_path
     assert "stopped (interrupted by SIGINT)" in err
 
 
+async def test_push_to_talk_yaml_gets_an_answer(livekit_server: LiveKitServer,
+                                                tmp_path: Path) -> None:
+    """config/push_to_talk.yaml as shipped: something must press the button. Run as a
+    user runs it, nothing did, and the avatar never answered; its local VAD now presses
+    it while the user speaks."""
+    wav = tmp_path / "q.wav"
+    speech_wav(wav, "Hello avatar, can you hear me?")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "agent", "run", "config/push_to_talk.yaml", "--input-wav",
+        str(wav), "--no-status", cwd=ROOT,
+        env={**os.environ, "LIVEKIT_SERVER": livekit_server.binary, "HEYGEN_LOG_LEVEL": "INFO"},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    assert process.stderr is not None
+    try:
+        seen = await read_until(process.stderr, "avatar answered")
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, rest = await within(process.communicate(), "the run ended after Ctrl-C")
+    err = seen + rest.decode()
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+
+
 @pytest.mark.livekit
 async def test_sigterm_stops_the_session_and_finalises_the_recording(
     livekit_server: LiveKitServer, tmp_path: Path
@@ -364,6 +387,20 @@ async def test_run_refuses_a_missing_wav_before_connecting(where: str, tmp_path:
     code, _, err = await heygen_agent(*args)
     assert code == 3, err
     assert err.splitlines() == [expected]
+
+
+async def test_validate_takes_the_wav_that_run_would(tmp_path: Path) -> None:
+    """The README's ``run config/record_headless.yaml --input-wav question.wav`` worked,
+    but ``validate`` of the same file refused the file's own WAV and had no --input-wav."""
+    wav, missing = tmp_path / "q.wav", tmp_path / "none.wav"
+    speech_wav(wav, "Hello avatar")
+    key = {"HEYGEN_API_KEY": "k-1234567"}  # the file takes it from the environment
+    code, out, err = await heygen_agent("validate", "config/record_headless.yaml",
+                                        "--input-wav", str(wav), env=key)
+    assert code == 0 and "; input wav;" in out, err
+    code, _, err = await heygen_agent("validate", "config/record_headless.yaml",
+                                      "--input-wav", str(missing), env=key)
+    assert code == 3 and err.splitlines() == [f"heygen-agent: --input-wav: {missing}: no such file"]
 
 
 def test_ctrl_c_while_the_command_loads_is_an_exit_code_not_a_traceback(

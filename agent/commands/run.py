@@ -66,6 +66,9 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "arguments, input files) without connecting to HeyGen: every problem is one line "
         "naming file:line:column and the field. Exit 0 when valid, 3 when not.")
     check.add_argument("file", type=Path, help="a pipeline file, e.g. config/demo.yaml")
+    check.add_argument("--input-wav", type=Path, metavar="WAV",
+                       help="as run's: this WAV file is the microphone (checked instead of "
+                       "the file's input)")
     check.add_argument("--check-key", action="store_true",
                        help="also ask the API whether it takes the file's key (one listing, "
                        "nothing billed); a HeyGen key given to LiveAvatar, or the reverse, "
@@ -86,8 +89,28 @@ def _load(
         return None
 
 
+def _load_for(args: argparse.Namespace) -> tuple[PipelineFile, list[ProcessorSpec]] | None:
+    """The file as ``run`` and ``validate`` take it: with ``--input-wav``, that WAV
+    (checked) is the microphone instead of the file's input. ``None`` after saying why."""
+    from agent.media.wav_file import WavFileError, probe_wav
+    from agent.pipeline.schema import WavInput
+
+    loaded = _load(args.file, check_input=args.input_wav is None)
+    if loaded is None or args.input_wav is None:
+        return loaded
+    try:
+        probe_wav(args.input_wav)
+    except WavFileError as exc:
+        print(f"heygen-agent: --input-wav: {exc}", file=sys.stderr)
+        return None
+    file, specs = loaded
+    # a second of quiet first, as a person would leave before speaking
+    file.input = WavInput(type="wav", path=str(args.input_wav.resolve()), lead_in_s=1.0)
+    return file, specs
+
+
 def validate_command(args: argparse.Namespace) -> int:
-    loaded = _load(args.file)
+    loaded = _load_for(args)
     if loaded is None:
         return EXIT_CONFIG
     file, specs = loaded
@@ -130,21 +153,10 @@ async def _check_key(file: PipelineFile) -> int:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from agent.media.wav_file import WavFileError, probe_wav
-    from agent.pipeline.schema import WavInput
-
-    loaded = _load(args.file, check_input=args.input_wav is None)
+    loaded = _load_for(args)
     if loaded is None:
         return EXIT_CONFIG
     file, specs = loaded
-    if args.input_wav is not None:
-        try:
-            probe_wav(args.input_wav)
-        except WavFileError as exc:
-            print(f"heygen-agent: --input-wav: {exc}", file=sys.stderr)
-            return EXIT_CONFIG
-        # a second of quiet first, as a person would leave before speaking
-        file.input = WavInput(type="wav", path=str(args.input_wav.resolve()), lead_in_s=1.0)
     logger.remove()
     logger.add(sys.stderr, level=os.environ.get("HEYGEN_LOG_LEVEL", file.logging.level))
     from agent.commands import native

@@ -23,7 +23,11 @@ if TYPE_CHECKING:
         WrongServiceKeyError,
     )
     from agent.heygen.backend import AvatarSession, LifeOptions
-    from agent.heygen.frames import HeyGenAvatarTranscriptFrame, HeyGenSpeakFrame
+    from agent.heygen.frames import (
+        HeyGenAvatarTranscriptFrame,
+        HeyGenPushToTalkFrame,
+        HeyGenSpeakFrame,
+    )
     from agent.heygen.liveavatar import LiveAvatarOptions, LiveAvatarSession
     from agent.heygen.protocol.interactive import NewSessionRequest, TaskMode, TaskType
     from agent.heygen.session import (
@@ -41,7 +45,8 @@ _WHERE = {
                          "SessionStateError", "WrongServiceKeyError"],
     "agent.heygen.backend": ["AvatarSession", "LifeOptions"],
     "agent.heygen.liveavatar": ["LiveAvatarOptions", "LiveAvatarSession"],
-    "agent.heygen.frames": ["HeyGenAvatarTranscriptFrame", "HeyGenSpeakFrame"],
+    "agent.heygen.frames": ["HeyGenAvatarTranscriptFrame", "HeyGenPushToTalkFrame",
+                            "HeyGenSpeakFrame"],
     "agent.heygen.protocol.interactive": ["NewSessionRequest", "TaskMode", "TaskType"],
     "agent.heygen.session": ["HeyGenSession", "SessionAborted", "SessionListener",
                              "SessionOptions", "SessionState"],
@@ -58,6 +63,7 @@ __all__ = [
     "HeyGenClient",
     "HeyGenError",
     "HeyGenParams",
+    "HeyGenPushToTalkFrame",
     "HeyGenSession",
     "HeyGenSpeakFrame",
     "HeyGenTransport",

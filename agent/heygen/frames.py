@@ -86,6 +86,15 @@ class HeyGenSpeakFrame(DataFrame):
     task_type: ia.TaskType = ia.TaskType.REPEAT
 
 
+@dataclass
+class HeyGenPushToTalkFrame(SystemFrame):
+    """Press (``talking``) or release the push-to-talk button, for sessions created with
+    push-to-talk: HeyGen then waits for the release instead of detecting the end of the
+    user's turn. The transport's output does what it says (as ``transport.push_to_talk``)."""
+
+    talking: bool = False
+
+
 def said(frame: T) -> T:
     """A frame telling what the avatar said: for transcripts and viewers, never for an
     LLM's context (the bot's own LLM frames are what its context records)."""

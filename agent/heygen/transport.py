@@ -58,6 +58,7 @@ from agent.heygen.frames import (
     I420,
     USER_ID,
     HeyGenAvatarTranscriptFrame,
+    HeyGenPushToTalkFrame,
     HeyGenSpeakFrame,
     frames_for_event,
     said,
@@ -484,6 +485,9 @@ class HeyGenOutput(FrameProcessor):
             return False  # user audio stays in the pipeline for whoever wants it
         if isinstance(frame, HeyGenSpeakFrame):
             await self._say([frame.text], frame.task_type)
+            return True
+        if isinstance(frame, HeyGenPushToTalkFrame):
+            await self._guarded(t.session.push_to_talk(frame.talking))
             return True
         if type(frame) in (TextFrame, LLMTextFrame):
             # The bot's own words: said verbatim in HeyGen's voice, sentence by sentence

@@ -31,6 +31,7 @@ BUILTINS: dict[str, str] = {
     "transcript_logger": "agent.processors.transcript_logger:TranscriptLogger",
     "latency_probe": "agent.processors.latency_probe:LatencyProbe",
     "greeting": "agent.processors.greeting:Greeting",
+    "vad_push_to_talk": "agent.processors.vad_push_to_talk:VADPushToTalk",
     # offline stand-ins for a brain: no key, no network
     "speech_length_stt": "agent.brains.speech_length_stt:SpeechLengthSTTService",
     "scripted_llm": "agent.brains.scripted_llm:ScriptedLLMService",
