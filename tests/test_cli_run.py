@@ -346,11 +346,49 @@ async def test_status_line_says_state_speaker_latency_and_viewer(tmp_path: Path)
     assert agent.viewer is not None
     text = status_text(agent, started=0.0)
     assert text.startswith("session idle | listening | last answer latency - | ")
-    assert text.endswith(f"viewer {agent.viewer.url}")
+    # port 0 until the viewer listens: it showed http://127.0.0.1:0/ to open
+    assert text.endswith("viewer starting")
+    agent.viewer.port = 8123
+    assert status_text(agent, started=0.0).endswith("viewer http://127.0.0.1:8123/")
     agent.transport.avatar_speaking = True
     agent.latency.latencies_s.append(0.42)
     assert "avatar speaking | last answer latency 420 ms" in status_text(agent, started=0.0)
     await agent.client.aclose()
+
+
+def test_a_log_record_clears_the_status_line_before_it(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On a terminal, log records were glued to the end of the status line."""
+    from agent.commands.run import _StatusAwareStderr
+
+    log = _StatusAwareStderr()
+    log.write("before any status\n")
+    log.status_shown = True
+    log.write("a record\n")
+    assert capsys.readouterr().err == "before any status\n\r\x1b[2Ka record\n"
+
+
+@pytest.mark.parametrize(("level", "livekit_level"), [("INFO", "ERROR"), ("DEBUG", "DEBUG")])
+def test_livekit_native_warnings_stay_out_of_a_run_unless_debugging(
+    level: str, livekit_level: str
+) -> None:
+    """The demo's log showed LiveKit's raw native lines (``native video stream queue
+    overflow; dropped 1 queued frames``): frames the transport drops and counts itself."""
+    import logging
+
+    from agent.commands.run import configure_logging
+
+    before = logging.getLogger("livekit").level
+    try:
+        configure_logging(level)
+        assert logging.getLevelName(logging.getLogger("livekit").level) == livekit_level
+    finally:
+        logging.getLogger("livekit").setLevel(before)
+        from loguru import logger
+
+        logger.remove()
+        logger.add(sys.stderr)  # loguru's own default, as other tests expect
 
 
 async def test_run_exits_1_with_one_line_when_the_session_cannot_start(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib
+import logging
 import math
 import os
 import sys
@@ -152,13 +153,22 @@ async def _check_key(file: PipelineFile) -> int:
     return EXIT_OK
 
 
+def configure_logging(level: str) -> None:
+    """The run's log: ours and Pipecat's through loguru at ``level``. LiveKit's native
+    side logs through the standard library, unformatted: of its records, only errors
+    (and everything at DEBUG), since its warnings are of what the transport counts
+    and says itself (frames a slow reader missed) or of its own teardown."""
+    logger.remove()
+    logger.add(_LOG, level=level)
+    logging.getLogger("livekit").setLevel(logging.DEBUG if level == "DEBUG" else logging.ERROR)
+
+
 def run_command(args: argparse.Namespace) -> int:
     loaded = _load_for(args)
     if loaded is None:
         return EXIT_CONFIG
     file, specs = loaded
-    logger.remove()
-    logger.add(sys.stderr, level=os.environ.get("HEYGEN_LOG_LEVEL", file.logging.level))
+    configure_logging(os.environ.get("HEYGEN_LOG_LEVEL", file.logging.level))
     from agent.commands import native
     from agent.commands.supervisor import run_bounded
 
@@ -247,14 +257,42 @@ def status_text(agent: Agent, started: float) -> str:
     speaking = "avatar speaking" if transport.avatar_speaking else "listening"
     latency = agent.latency.last_latency_s
     last = f"{latency * 1000:.0f} ms" if latency is not None else "-"
-    viewer = f" | viewer {agent.viewer.url}" if agent.viewer is not None else ""
+    viewer = ""
+    if agent.viewer is not None:  # its port is known once it listens (port 0: any free)
+        viewer = f" | viewer {agent.viewer.url if agent.viewer.port else 'starting'}"
     return (f"session {state} | {speaking} | last answer latency {last} | "
             f"{time.monotonic() - started:.0f} s{viewer}")
 
 
+class _StatusAwareStderr:
+    """stderr for the log: while the status line is on the terminal, each record first
+    clears it (the next tick redraws it), instead of being glued after it."""
+
+    status_shown = False
+
+    def write(self, text: str) -> None:
+        if self.status_shown:
+            sys.stderr.write("\r\x1b[2K")
+        sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:  # loguru colours what goes to a terminal
+        return sys.stderr.isatty()
+
+
+_LOG = _StatusAwareStderr()
+
+
 async def _status_line(agent: Agent, out: TextIO) -> None:
     started = time.monotonic()
-    while True:
-        out.write("\r\x1b[2K" + status_text(agent, started))
-        out.flush()
-        await asyncio.sleep(STATUS_INTERVAL_S)
+    try:
+        while True:
+            out.write("\r\x1b[2K" + status_text(agent, started))
+            out.flush()
+            _LOG.status_shown = True
+            await asyncio.sleep(STATUS_INTERVAL_S)
+    finally:
+        _LOG.status_shown = False
+        out.write("\r\x1b[2K")
