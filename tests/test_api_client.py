@@ -223,8 +223,19 @@ async def test_connection_refused_is_a_transport_error() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # closed again before the call: nothing listens
     async with api.HeyGenClient(KEY, base_url=f"http://127.0.0.1:{port}", max_retries=0) as c:
-        with pytest.raises(api.TransportError, match=r"/v1/streaming\.new"):
+        with pytest.raises(api.TransportError, match=r"/v1/streaming\.new") as caught:
             await c.new_session(ia.NewSessionRequest())
+    # the host it could not reach: "cannot connect: All connection attempts failed" did not
+    assert f"cannot connect to 127.0.0.1:{port}: " in str(caught.value)
+
+
+async def test_a_timeout_names_the_host(stub: StubServer) -> None:
+    stub.program("/v1/streaming.start", Reply(delay_s=1.0))
+    async with api.HeyGenClient(KEY, base_url=stub.base_url, timeout=0.2, max_retries=0) as c:
+        with pytest.raises(api.RequestTimeout) as caught:
+            await c.start_session("s")
+    host = stub.base_url.split("://")[1].rstrip("/")
+    assert str(caught.value) == f"/v1/streaming.start: no answer from {host} within the timeout"
 
 
 @pytest.mark.parametrize(

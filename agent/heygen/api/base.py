@@ -85,6 +85,12 @@ class RestClient:
         )
 
     @property
+    def _host(self) -> str:
+        """Where the calls go, for errors: host and port only (never a user or query)."""
+        url = httpx.URL(self.base_url)
+        return f"{url.host}:{url.port}" if url.port else url.host
+
+    @property
     def key_fingerprint(self) -> str:
         """Identifies this client's API key without revealing it (for local records)."""
         return fingerprint(self._api_key)
@@ -226,9 +232,11 @@ class RestClient:
             )
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             reason = self._redact(str(exc)) or type(exc).__name__
-            raise ConnectError(f"{endpoint.path}: cannot connect: {reason}") from None
+            raise ConnectError(
+                f"{endpoint.path}: cannot connect to {self._host}: {reason}") from None
         except httpx.TimeoutException:
-            raise RequestTimeout(f"{endpoint.path}: no answer within the timeout") from None
+            raise RequestTimeout(
+                f"{endpoint.path}: no answer from {self._host} within the timeout") from None
         except httpx.HTTPError as exc:
             reason = self._redact(str(exc)) or type(exc).__name__
             raise TransportError(f"{endpoint.path}: {reason}") from None
