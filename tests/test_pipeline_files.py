@@ -4,6 +4,7 @@ every file in config/ is valid."""
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 import sys
 import time
@@ -169,11 +170,23 @@ def write_wav(path: Path, *, sample_width: int) -> None:
         wav.writeframes(bytes(1600 * sample_width))
 
 
+def write_float_wav(path: Path) -> None:
+    """32-bit float samples (WAV format 3), as many recorders save them."""
+    data = bytes(1600 * 4)
+    fmt = struct.pack("<HHIIHH", 3, 1, 16000, 16000 * 4, 4, 32)
+    path.write_bytes(b"RIFF" + struct.pack("<I", 4 + 8 + len(fmt) + 8 + len(data)) + b"WAVE"
+                     + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+                     + b"data" + struct.pack("<I", len(data)) + data)
+
+
 WAV_CASES = [
     ("missing", lambda p: None, "no such file"),
     ("text", lambda p: p.write_text("not audio"),
      "not a readable WAV file (file does not start with RIFF id)"),
     ("8-bit", lambda p: write_wav(p, sample_width=1), "16-bit PCM expected, got 8-bit"),
+    # it said "not a readable WAV file (unknown format: 3)"
+    ("float", write_float_wav, "16-bit PCM expected, got floating-point samples (WAV format "
+     "3); sox q.wav -b 16 -e signed-integer q16.wav converts it"),
     ("directory", lambda p: p.mkdir(), "is a directory, not a WAV file"),
 ]
 
