@@ -257,15 +257,20 @@ def test_aliases_that_expand_without_bound_are_refused_at_once(tmp_path: Path) -
     assert line.startswith(f"{path}:") and "aliases" in line
 
 
-@pytest.mark.parametrize("base_url", ["sk-live-0123456789abcdef", "api.heygen.com", "ftp://x.y"])
+@pytest.mark.parametrize("base_url", [
+    "sk-live-0123456789abcdef", "api.heygen.com", "ftp://x.y",
+    # these passed, then failed at run time (HTTP 405: the paths went after the query)
+    "http://127.0.0.1:8700/?token=sk-live-0123", "https://sk-live-0123@api.heygen.com",
+    "https://api.heygen.com/#sk-live-0123"])
 def test_base_url_is_checked_and_never_echoed(tmp_path: Path, base_url: str) -> None:
     path = tmp_path / "u.yaml"
     path.write_text(f"heygen:\n  base_url: {base_url}\n")
     with pytest.raises(ConfigError) as caught:
         load_agent_file(path)
     assert str(caught.value).splitlines() == [
-        f"{path}:2:13: heygen.base_url: expected an http:// or https:// URL"]
-    assert base_url not in str(caught.value)
+        f"{path}:2:13: heygen.base_url: expected an http:// or https:// URL with no user, "
+        "query or fragment"]
+    assert base_url not in str(caught.value) and "sk-live" not in str(caught.value)
 
 
 def test_a_missing_wav_is_reported_with_the_other_problems(tmp_path: Path) -> None:

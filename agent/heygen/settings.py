@@ -44,12 +44,15 @@ def resolve_api_key(explicit: str | None = None, service: Service = HEYGEN) -> s
 
 #: Said of a base URL that is not one. It never repeats the value: a key pasted into the
 #: wrong setting would otherwise be printed.
-NOT_A_BASE_URL = "expected an http:// or https:// URL"
+NOT_A_BASE_URL = "expected an http:// or https:// URL with no user, query or fragment"
 
 
 def is_base_url(url: str) -> bool:
+    """Scheme and host (a port, a path): the API's paths are appended to it, so a query or
+    a fragment would swallow them, and a user part is a secret in the wrong place."""
     parts = urlsplit(url)
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
+    return (parts.scheme in ("http", "https") and bool(parts.hostname)
+            and not (parts.query or parts.fragment or "@" in parts.netloc))
 
 
 def resolve_base_url(explicit: str | None = None, service: Service = HEYGEN) -> str:
