@@ -347,7 +347,7 @@ def render(data: dict[str, Any], source: str = "docs/performance.json") -> str:
         "## How to run\n",
         "- `scripts/performance-report`: the full run, then this document "
         "(`docs/performance.json` beside it).",
-        "- `heygen-agent bench --sessions [--latency-ms 50] [--rounds 5] "
+        "- `heygen-agent bench --sessions [--latency-ms 50] [--rounds 10] "
         "[--utterance-s 60] [--counts 1,5,10,20] [--soak-s 10] [--decode both] "
         "[--json FILE]`: the same run, printing a table.",
         "- `python -m agent.performance_report FILE.json`: this document from a run's JSON.",
