@@ -485,7 +485,11 @@ async def test_livekit_voice_transport_end_to_end(
     said = [t["text"] for t in session.tasks]
     assert said[0] == "You said: What can you do?"
     heard_s = float(said[1].split()[2])
-    assert heard_s == pytest.approx(speech_s, abs=0.5), said
+    # A stall on a loaded machine reaches the track as a burst, and the track drops pauses
+    # (counted) to win the lag back: the quiet between words goes, so the avatar hears the
+    # speech shorter by at most what was dropped (seen: 1.9 s of 2.5 s, after a stall).
+    dropped_s = transport.session.microphone_dropped_s
+    assert speech_s - dropped_s - 0.5 <= heard_s <= speech_s + 0.5, (said, dropped_s)
     kinds = [type(f) for _, f in collector.frames]
     assert kinds.count(UserStartedSpeakingFrame) == kinds.count(UserStoppedSpeakingFrame) == 1
     assert kinds.count(BotStoppedSpeakingFrame) == 2
