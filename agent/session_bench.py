@@ -17,9 +17,11 @@ to every REST answer and WebSocket handshake (50 ms by default: HeyGen across an
    pipeline is built (the default) against started once it runs (``--start-after-build``).
 2. **Turn latency**: end of speech in the input audio → ``user_stop`` from the emulator,
    with the emulator's detector stop delay (its hangover) shown apart.
-3. **Lip-sync latency**: first TTS frame into ``session.speak_audio`` → first non-silent
-   frame of the avatar's audio track, against the floor (the same audio sent straight to
-   the realtime socket in one message); and drift over a long utterance, from the pacer's
+3. **Lip-sync latency**: first TTS frame into the transport's ``output()`` → first
+   non-silent avatar audio frame out of its ``input()`` (the path a bot embeds, whole), and
+   first TTS frame into ``session.speak_audio`` → the avatar's audio track (the session's
+   part of it), against the floor (the same audio sent straight to the realtime socket in
+   one message, to that track); and drift over a long utterance, from the pacer's
    releases (:func:`agent.heygen.pacing.measure_drift`) and the avatar audio's arrival.
 4. **Sessions per machine**: :func:`agent.soak.soak` for each N, video kept as I420 or
    converted to RGB: CPU and memory per process, frames missed, event-loop lag.
@@ -44,13 +46,25 @@ import tempfile
 import time
 import uuid
 import wave
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from livekit import rtc
+from pipecat.frames.frames import (
+    EndFrame,
+    Frame,
+    OutputAudioRawFrame,
+    TTSAudioRawFrame,
+    TTSStartedFrame,
+    TTSStoppedFrame,
+)
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.pipeline.worker import PipelineWorker
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.workers.runner import WorkerRunner
 
 from agent.bench_options import BenchConfig, config_from
 from agent.emulator.speech_detector import HANGOVER_S
@@ -62,6 +76,7 @@ from agent.heygen.pacing import Chunk, measure_drift
 from agent.heygen.protocol import interactive as ia
 from agent.heygen.protocol import realtime as rt
 from agent.heygen.session import HeyGenSession, SessionListener, SessionOptions
+from agent.heygen.transport import HeyGenParams, HeyGenTransport
 from agent.soak import Decode, emulator_process, speech_like
 
 #: The TTS's rate in the lip-sync runs (what Pipecat's HeyGen services use).
@@ -104,19 +119,39 @@ def summary(values: Sequence[float]) -> dict[str, float]:
 # ---------------------------------------------------------------------- the avatar's media
 
 
-class AvatarMedia(SessionListener):
+class AudioLog:
+    """The avatar's audio as it arrives wherever it is watched (its LiveKit track, or out
+    of the transport's ``input()``): each frame's arrival, length and loudness."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.first_audio: asyncio.Future[float] = self.loop.create_future()
+        #: (arrival, seconds of audio, non-silent)
+        self.audio: list[tuple[float, float, bool]] = []
+        self.changed = asyncio.Event()
+
+    def heard(self, pcm: bytes | memoryview, seconds: float) -> None:
+        now = self.loop.time()
+        if not self.first_audio.done():
+            self.first_audio.set_result(now)
+        samples = np.frombuffer(pcm, np.int16)
+        loud = bool(samples.size) and int(np.abs(samples).max()) > SILENCE_PEAK
+        self.audio.append((now, seconds, loud))
+        self.changed.set()
+
+    def first_loud_after(self, t0: float) -> float | None:
+        return next((t for t, _, loud in self.audio if loud and t >= t0), None)
+
+
+class AvatarMedia(AudioLog, SessionListener):
     """Watches the avatar's tracks: the first video and audio frame, and for audio every
     frame's arrival and whether it was silent."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.get_running_loop()
+        super().__init__()
         self.first_video: asyncio.Future[float] = self.loop.create_future()
-        self.first_audio: asyncio.Future[float] = self.loop.create_future()
-        #: (arrival, seconds of audio, non-silent)
-        self.audio: list[tuple[float, float, bool]] = []
         self.tasks: list[asyncio.Task[None]] = []
         self.user_stops: list[float] = []
-        self.changed = asyncio.Event()
 
     async def on_track(self, track: rtc.Track, participant: rtc.RemoteParticipant) -> None:
         if track.kind == rtc.TrackKind.KIND_VIDEO:
@@ -140,19 +175,10 @@ class AvatarMedia(SessionListener):
     async def _audio(self, stream: rtc.AudioStream) -> None:
         try:
             async for event in stream:
-                now = self.loop.time()
                 frame = event.frame
-                if not self.first_audio.done():
-                    self.first_audio.set_result(now)
-                samples = np.frombuffer(frame.data, np.int16)
-                loud = bool(samples.size) and int(np.abs(samples).max()) > SILENCE_PEAK
-                self.audio.append((now, frame.samples_per_channel / frame.sample_rate, loud))
-                self.changed.set()
+                self.heard(frame.data, frame.samples_per_channel / frame.sample_rate)
         finally:
             await stream.aclose()
-
-    def first_loud_after(self, t0: float) -> float | None:
-        return next((t for t, _, loud in self.audio if loud and t >= t0), None)
 
     async def close(self) -> None:
         for task in self.tasks:
@@ -438,7 +464,7 @@ async def _turns(client: HeyGenClient, rounds: int, extra: dict[str, Any]) -> di
 # ---------------------------------------------------------------------- 3. lip-sync
 
 
-async def _until_quiet(media: AvatarMedia, quiet_s: float, limit_s: float) -> None:
+async def _until_quiet(media: AudioLog, quiet_s: float, limit_s: float) -> None:
     """Wait until the avatar's audio has been silent for ``quiet_s``."""
     loop = asyncio.get_running_loop()
     end = loop.time() + limit_s
@@ -449,12 +475,54 @@ async def _until_quiet(media: AvatarMedia, quiet_s: float, limit_s: float) -> No
         await asyncio.sleep(0.05)
 
 
-async def _first_loud(media: AvatarMedia, t0: float) -> float:
+async def _first_loud(media: AudioLog, t0: float) -> float:
     async with asyncio.timeout(FIRST_MEDIA_TIMEOUT_S):
         while (first := media.first_loud_after(t0)) is None:
             media.changed.clear()
             await media.changed.wait()
     return first
+
+
+class _Face(FrameProcessor):
+    """Placed after the transport's ``input()``: logs the avatar's audio as the bot's own
+    outputs would get it."""
+
+    def __init__(self, log: AudioLog) -> None:
+        super().__init__()
+        self.log = log
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, OutputAudioRawFrame) and direction is FrameDirection.DOWNSTREAM:
+            self.log.heard(frame.audio, frame.num_frames / frame.sample_rate)
+        await self.push_frame(frame, direction)
+
+
+@contextlib.asynccontextmanager
+async def _transport_face(client: HeyGenClient) -> AsyncIterator[tuple[PipelineWorker, AudioLog]]:
+    """The own-brain path a bot embeds, whole: ``output()`` (lip-sync) then ``input()``,
+    in a running pipeline whose frames the caller queues."""
+    log = AudioLog()
+    options = SessionOptions(keep_alive_interval_s=None).for_own_brain("lipsync")
+    transport = HeyGenTransport(client=client, session_options=options,
+                                params=HeyGenParams(video_enabled=False))
+    worker = PipelineWorker(Pipeline([transport.output(), transport.input(), _Face(log)]),
+                            idle_timeout_secs=None)
+    runner = WorkerRunner(handle_sigint=False)
+    await runner.add_workers(worker)
+    running = asyncio.create_task(runner.run())
+    try:
+        either: set[asyncio.Future[Any]] = {running, log.first_audio}
+        async with asyncio.timeout(FIRST_MEDIA_TIMEOUT_S):
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        if running.done():
+            raise RuntimeError("the lip-sync pipeline ended before the avatar's audio came")
+        yield worker, log
+    finally:
+        if not running.done():
+            await worker.queue_frame(EndFrame())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(running, 30)
 
 
 async def bench_lipsync(client: HeyGenClient, rounds: int, utterance_s: float) -> dict[str, Any]:
@@ -465,38 +533,55 @@ async def bench_lipsync(client: HeyGenClient, rounds: int, utterance_s: float) -
     tts = frames(speech_like(1.0, TTS_RATE, LOUD), TTS_RATE)
     whole = b"".join(tts)
 
-    async def one(variant: str) -> dict[str, float]:
-        await _until_quiet(media, 0.3, 10)
-        t0 = loop.time()
-        if variant == "ours":
-            for frame in tts:  # a TTS is faster than real time: all at once
-                await session.speak_audio(frame, TTS_RATE)
-            await session.end_speech()
-        else:  # the floor: the same audio straight to the socket, one message
-            event_id = uuid.uuid4().hex
-            await session._send_realtime(rt.Command(rt.AGENT_SPEAK, event_id=event_id,
-                                                    audio=whole))
-            await session._send_realtime(rt.Command(rt.AGENT_SPEAK_END, event_id=event_id))
-        return {"first_s": await _first_loud(media, t0) - t0}
+    async def run(face: tuple[PipelineWorker, AudioLog]) -> dict[str, Any]:
+        worker, face_log = face
+
+        async def one(variant: str) -> dict[str, float]:
+            log = face_log if variant == "transport" else media
+            await _until_quiet(log, 0.3, 10)
+            t0 = loop.time()
+            if variant == "transport":  # into output(), as a TTS before it pushes them
+                await worker.queue_frames([TTSStartedFrame(),
+                                           *(TTSAudioRawFrame(f, TTS_RATE, 1) for f in tts),
+                                           TTSStoppedFrame()])
+            elif variant == "ours":
+                for frame in tts:  # a TTS is faster than real time: all at once
+                    await session.speak_audio(frame, TTS_RATE)
+                await session.end_speech()
+            else:  # the floor: the same audio straight to the socket, one message
+                event_id = uuid.uuid4().hex
+                await session._send_realtime(rt.Command(rt.AGENT_SPEAK, event_id=event_id,
+                                                        audio=whole))
+                await session._send_realtime(rt.Command(rt.AGENT_SPEAK_END,
+                                                        event_id=event_id))
+            return {"first_s": await _first_loud(log, t0) - t0}
+
+        runs = await alternating(("transport", "ours", "floor"), rounds, one)
+        return {"runs": runs, "drift": await _drift(session, media, utterance_s)}
 
     try:
         await session.start()
         await asyncio.wait_for(media.first_audio, FIRST_MEDIA_TIMEOUT_S)
-        runs = await alternating(("ours", "floor"), rounds, one)
-        drift = await _drift(session, media, utterance_s)
+        async with _transport_face(client) as face:
+            measured = await run(face)
     finally:
         await session.stop(reason="bench")
         await media.close()
-    ours = [r["first_s"] for r in runs["ours"]]
-    floor = [r["first_s"] for r in runs["floor"]]
+    runs = measured["runs"]
+    first = {v: [r["first_s"] for r in runs[v]] for v in runs}
+    floor = first["floor"]
     return {
         "rounds": rounds,
-        "first_audio_ms": summary([ms(x) for x in ours]),
+        "first_audio_ms": summary([ms(x) for x in first["ours"]]),
         "floor_first_audio_ms": summary([ms(x) for x in floor]),
         "ratio": ratio(runs["ours"], runs["floor"], "first_s"),
-        "added_ms": summary([ms(o - f) for o, f in zip(ours, floor, strict=True)]),
+        "added_ms": summary([ms(o - f) for o, f in zip(first["ours"], floor, strict=True)]),
+        "transport_first_audio_ms": summary([ms(x) for x in first["transport"]]),
+        "transport_ratio": ratio(runs["transport"], runs["floor"], "first_s"),
+        "transport_added_ms": summary([ms(o - f) for o, f in zip(first["transport"], floor,
+                                                                   strict=True)]),
         "target_added_ms": 50,
-        "drift": drift,
+        "drift": measured["drift"],
     }
 
 
