@@ -90,6 +90,12 @@ def table(data: dict[str, Any]) -> str:
                  f"{_f(lip['transport_first_audio_ms']['median'])} ms",
                  f"{_f(lip['floor_first_audio_ms']['median'])} ms (straight to the socket)",
                  f"{lip['transport_ratio']:.2f}x"))
+    if "lipsync_liveavatar" in data:
+        lite = data["lipsync_liveavatar"]
+        rows.append(("the same, LiveAvatar LITE",
+                     f"{_f(lite['transport_first_audio_ms']['median'])} ms",
+                     f"{_f(lite['floor_first_audio_ms']['median'])} ms (straight to the socket)",
+                     f"{lite['transport_ratio']:.2f}x"))
     drift = lip["drift"]
     rows.append((f"avatar audio behind real time ({drift['utterance_s']:g} s)",
                  f"{_f(drift['avatar_behind_ms_per_min'])} ms/min", "0 ms/min", ""))
@@ -141,6 +147,24 @@ def _start_table(start: dict[str, Any]) -> list[str]:
                    f"{ratio['video_ms']:.2f} | {ratio['audio_ms']:.2f} |")
     return out
 
+
+
+def _lipsync_table(lip: dict[str, Any]) -> list[str]:
+    out = ["| | median | min | max |", "|---|---|---|---|"]
+    for key, label in (
+            ("transport_first_audio_ms", "through the transport: into `output()` → out of "
+                                         "`input()`"),
+            ("first_audio_ms", "session: `speak_audio` → the avatar's track"),
+            ("floor_first_audio_ms", "floor: the emulator's own delay"),
+            ("transport_added_ms", "added by the transport's whole path"),
+            ("added_ms", "added by the session's output path")):
+        s = lip[key]
+        out.append(f"| {label} | {_f(s['median'])} ms | {_f(s['min'])} ms | "
+                   f"{_f(s['max'])} ms |")
+    return [*out, "",
+            f"Ratio through the transport ÷ floor: **{lip['transport_ratio']:.2f}** (session "
+            f"÷ floor: {lip['ratio']:.2f}); target: the floor plus at most "
+            f"{lip['target_added_ms']} ms.\n"]
 
 def render(data: dict[str, Any], source: str = "docs/performance.json") -> str:
     m, cfg = data["machine"], data["config"]
@@ -267,24 +291,13 @@ def render(data: dict[str, Any], source: str = "docs/performance.json") -> str:
         "non-silent frame of the avatar's audio track. **Floor**: the same audio sent "
         "straight to the realtime socket in one `agent.speak`, to that track (the emulator's "
         "own delay and LiveKit's).\n",
-        "| | median | min | max |",
-        "|---|---|---|---|",
     ]
-    for key, label in (
-            ("transport_first_audio_ms", "through the transport: into `output()` → out of "
-                                         "`input()`"),
-            ("first_audio_ms", "session: `speak_audio` → the avatar's track"),
-            ("floor_first_audio_ms", "floor: the emulator's own delay"),
-            ("transport_added_ms", "added by the transport's whole path"),
-            ("added_ms", "added by the session's output path")):
-        s = lip[key]
-        out.append(f"| {label} | {_f(s['median'])} ms | {_f(s['min'])} ms | "
-                   f"{_f(s['max'])} ms |")
+    out += _lipsync_table(lip)
+    if "lipsync_liveavatar" in data:
+        out += ["The same with LiveAvatar LITE (its WebSocket's `agent.speak`; the floor is "
+                "one `agent.speak` of the whole second):\n",
+                *_lipsync_table(data["lipsync_liveavatar"])]
     out += [
-        "",
-        f"Ratio through the transport ÷ floor: **{lip['transport_ratio']:.2f}** (session "
-        f"÷ floor: {lip['ratio']:.2f}); target: the floor plus at most "
-        f"{lip['target_added_ms']} ms.\n",
         f"**Drift** over one {drift['utterance_s']:g} s utterance pushed at once: the pacer "
         f"released its chunks at most {_f(drift['pacer_max_lead_ms'])} ms ahead of real time "
         f"(the rule allows 1 s of lead plus one chunk), at most "

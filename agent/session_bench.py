@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -70,11 +71,11 @@ from agent.bench_options import BenchConfig, config_from
 from agent.emulator.speech_detector import HANGOVER_S
 from agent.heygen import events as ev
 from agent.heygen.api import HeyGenClient, LiveAvatarClient
-from agent.heygen.backend import AvatarSession
+from agent.heygen.api.base import RestClient
+from agent.heygen.backend import AvatarSession, LifeOptions
 from agent.heygen.liveavatar import LiveAvatarOptions, LiveAvatarSession
 from agent.heygen.pacing import Chunk, measure_drift
 from agent.heygen.protocol import interactive as ia
-from agent.heygen.protocol import realtime as rt
 from agent.heygen.session import HeyGenSession, SessionListener, SessionOptions
 from agent.heygen.transport import HeyGenParams, HeyGenTransport
 from agent.soak import Decode, emulator_process, speech_like
@@ -499,11 +500,11 @@ class _Face(FrameProcessor):
 
 
 @contextlib.asynccontextmanager
-async def _transport_face(client: HeyGenClient) -> AsyncIterator[tuple[PipelineWorker, AudioLog]]:
+async def _transport_face(client: RestClient, options: LifeOptions
+                          ) -> AsyncIterator[tuple[PipelineWorker, AudioLog]]:
     """The own-brain path a bot embeds, whole: ``output()`` (lip-sync) then ``input()``,
     in a running pipeline whose frames the caller queues."""
     log = AudioLog()
-    options = SessionOptions(keep_alive_interval_s=None).for_own_brain("lipsync")
     transport = HeyGenTransport(client=client, session_options=options,
                                 params=HeyGenParams(video_enabled=False))
     worker = PipelineWorker(Pipeline([transport.output(), transport.input(), _Face(log)]),
@@ -525,10 +526,13 @@ async def _transport_face(client: HeyGenClient) -> AsyncIterator[tuple[PipelineW
             await asyncio.wait_for(running, 30)
 
 
-async def bench_lipsync(client: HeyGenClient, rounds: int, utterance_s: float) -> dict[str, Any]:
+async def bench_lipsync(client: RestClient, options: LifeOptions, rounds: int,
+                        utterance_s: float | None) -> dict[str, Any]:
+    """Lip-sync latency with ``options`` (a backend's lip-sync mode), and the drift over
+    an ``utterance_s`` utterance unless that is None."""
+    options = dataclasses.replace(options.for_own_brain("lipsync"), keep_alive_interval_s=None)
     media = AvatarMedia()
-    options = SessionOptions(voice_chat=False, realtime=True, keep_alive_interval_s=None)
-    session = HeyGenSession(client, options, media)
+    session = options.new_session(client, media)
     loop = asyncio.get_running_loop()
     tts = frames(speech_like(1.0, TTS_RATE, LOUD), TTS_RATE)
     whole = b"".join(tts)
@@ -550,19 +554,18 @@ async def bench_lipsync(client: HeyGenClient, rounds: int, utterance_s: float) -
                 await session.end_speech()
             else:  # the floor: the same audio straight to the socket, one message
                 event_id = uuid.uuid4().hex
-                await session._send_realtime(rt.Command(rt.AGENT_SPEAK, event_id=event_id,
-                                                        audio=whole))
-                await session._send_realtime(rt.Command(rt.AGENT_SPEAK_END,
-                                                        event_id=event_id))
+                await session._send_speech(Chunk(event_id, whole, 0.0, 1.0, final=True))
+                await session._send_speech_end(event_id)
             return {"first_s": await _first_loud(log, t0) - t0}
 
         runs = await alternating(("transport", "ours", "floor"), rounds, one)
-        return {"runs": runs, "drift": await _drift(session, media, utterance_s)}
+        drift = None if utterance_s is None else await _drift(session, media, utterance_s)
+        return {"runs": runs, "drift": drift}
 
     try:
         await session.start()
         await asyncio.wait_for(media.first_audio, FIRST_MEDIA_TIMEOUT_S)
-        async with _transport_face(client) as face:
+        async with _transport_face(client, options) as face:
             measured = await run(face)
     finally:
         await session.stop(reason="bench")
@@ -571,6 +574,7 @@ async def bench_lipsync(client: HeyGenClient, rounds: int, utterance_s: float) -
     first = {v: [r["first_s"] for r in runs[v]] for v in runs}
     floor = first["floor"]
     return {
+        "backend": session.backend,
         "rounds": rounds,
         "first_audio_ms": summary([ms(x) for x in first["ours"]]),
         "floor_first_audio_ms": summary([ms(x) for x in floor]),
@@ -585,7 +589,7 @@ async def bench_lipsync(client: HeyGenClient, rounds: int, utterance_s: float) -
     }
 
 
-async def _drift(session: HeyGenSession, media: AvatarMedia, utterance_s: float) -> dict[str, Any]:
+async def _drift(session: AvatarSession, media: AvatarMedia, utterance_s: float) -> dict[str, Any]:
     """One long utterance, pushed as fast as a TTS makes it: how its releases and the
     avatar's audio kept to real time."""
     loop = asyncio.get_running_loop()
@@ -711,7 +715,12 @@ async def run(config: BenchConfig, log: Callable[[str], None] = lambda _: None) 
         log("turn latency")
         out["turn"] = await bench_turn(client, config.turn_rounds)
         log("lip-sync latency and drift")
-        out["lipsync"] = await bench_lipsync(client, config.lipsync_rounds, config.utterance_s)
+        out["lipsync"] = await bench_lipsync(client, SessionOptions(), config.lipsync_rounds,
+                                             config.utterance_s)
+        log("lip-sync latency, LiveAvatar LITE")
+        async with LiveAvatarClient("bench-liveavatar-key", base_url=base_url) as la_client:
+            out["lipsync_liveavatar"] = await bench_lipsync(
+                la_client, LiveAvatarOptions(), config.lipsync_rounds, None)
     log("sessions per machine")
     out["sessions"] = await bench_sessions(config.session_counts, config.soak_s,
                                            config.decodes)
