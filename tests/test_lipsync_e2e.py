@@ -27,6 +27,7 @@ from pipecat.frames.frames import (
     TTSAudioRawFrame,
     TTSStartedFrame,
     TTSStoppedFrame,
+    TTSTextFrame,
     VADUserStartedSpeakingFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
@@ -146,6 +147,52 @@ async def test_llm_text_is_said_verbatim_sentence_by_sentence(emulator: Emulator
     session = next(iter(emulator.emulator.registry))
     said = [t["text"] for t in session.tasks]
     assert said == ["Sure.", "The sky is blue today!", "Anything else", "And that is all."]
+    assert emulator.emulator.registry.counts()["open"] == 0
+
+
+class InterruptAfterResponse(FrameProcessor):
+    """After the avatar: once the LLM's response has passed the transport (its sentences
+    sent to HeyGen, none said yet), the user interrupts; once the interruption has
+    passed, asks for one last sentence, upstream, as a marker: HeyGen says its tasks in
+    order, so anything still queued before it would be said first."""
+
+    def __init__(self, transport: HeyGenTransport, marker: str) -> None:
+        super().__init__(name="interrupt-after-response")
+        self.transport, self.marker = transport, marker
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        await self.push_frame(frame, direction)
+        if isinstance(frame, LLMFullResponseEndFrame):
+            await self.transport.output().queue_frame(InterruptionFrame())
+        elif isinstance(frame, InterruptionFrame):
+            await self.push_frame(HeyGenSpeakFrame(text=self.marker), FrameDirection.UPSTREAM)
+
+
+@both_backends
+async def test_an_interruption_before_the_avatar_starts_drops_the_queued_sentences(
+    emulator: EmulatorServer, backend: Backend
+) -> None:
+    """Text mode: the user interrupts right after the LLM's three sentences went to HeyGen,
+    before the avatar began the first. Those sentences are speech on its way to the
+    avatar: the interruption reaches HeyGen, and none of them is said after it."""
+    tokens = ["The first sentence is here.", " The second one follows it.",
+              " And the third one ends it."]
+    transport = HeyGenTransport(api_key=backend.key, base_url=emulator.base_url,
+                                session_options=backend.text())
+    collector = Collector()
+    pipeline = [StreamingLLM(tokens), transport.output(), transport.input(),
+                InterruptAfterResponse(transport, "That is all."), collector]
+
+    def words() -> list[str]:
+        # the avatar's words as it says them, in time with its voice (both backends)
+        return [f.text for f in collector.of(TTSTextFrame) if isinstance(f, TTSTextFrame)]
+
+    await run_until(pipeline, collector.until(lambda: "all." in words()),
+                    "the avatar said the marker")
+    assert backend.interrupts(emulator) == 1, "the interruption reached HeyGen"
+    queued = {"second", "follows", "third", "ends"}
+    assert not queued & set(words()), f"said after the interruption: {words()}"
     assert emulator.emulator.registry.counts()["open"] == 0
 
 

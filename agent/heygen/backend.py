@@ -119,6 +119,13 @@ class LifeOptions:
         raise NotImplementedError(f"{type(self).__name__} names no backend")
 
 
+@dataclass(eq=False)
+class PendingText:
+    """One text sent for the avatar to say, until it ends; its task id once known."""
+
+    task_id: str | None = None
+
+
 class SessionListener:
     """Callbacks from a running session; override what you need. They run on the event
     loop and must not block; an exception in one is logged, never raised into the session."""
@@ -169,6 +176,9 @@ class AvatarSession(ABC):
         self._pacer = SpeechPacer()
         self._pacer_wake = asyncio.Event()
         self._speech_lock = asyncio.Lock()
+        #: Text the avatar was asked to say (``repeat``) and has not finished saying: it
+        #: is speech on its way too, from its send until its end (or an interruption).
+        self._texts: list[PendingText] = []
 
     # ------------------------------------------------------------------ the wire, per backend
 
@@ -252,8 +262,37 @@ class AvatarSession(ABC):
 
     @property
     def speech_pending(self) -> bool:
-        """The bot's speech is still being taken in or waits to be sent."""
-        return self._pacer.speaking or self._pacer.queued_s > 0
+        """The bot's speech is on its way to the avatar: audio still being taken in or
+        waiting to be sent, or text sent to be said that the avatar has not yet finished
+        (queued behind another, or not begun)."""
+        return self._pacer.speaking or self._pacer.queued_s > 0 or bool(self._texts)
+
+    def _text_sent(self, task_id: str | None = None) -> PendingText:
+        """A text is (being) sent for the avatar to say; ``task_id`` may come later, with
+        the service's answer."""
+        text = PendingText(task_id)
+        self._texts.append(text)
+        return text
+
+    def _text_not_sent(self, text: PendingText) -> None:
+        with contextlib.suppress(ValueError):
+            self._texts.remove(text)
+
+    def _texts_ended(self, events: list[ev.AvatarEvent]) -> list[ev.AvatarEvent]:
+        """Note the texts these events (from the channel that tells of them) end; returns
+        ``events``. A stop that names a task ends that one (or none of ours: another
+        speech); one that names none ends the oldest."""
+        for event in events:
+            if isinstance(event, ev.AvatarStoppedSpeaking) and self._texts:
+                ended = (next((t for t in self._texts if t.task_id == event.task_id), None)
+                         if event.task_id else self._texts[0])
+                if ended is not None:
+                    self._texts.remove(ended)
+        return events
+
+    def _drop_texts(self) -> None:
+        """An interruption: HeyGen drops what it had still to say."""
+        self._texts.clear()
 
     async def _send_speech(self, chunk: Chunk) -> None:
         """Send one paced chunk of the bot's speech (backends that take audio)."""

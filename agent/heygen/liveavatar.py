@@ -242,7 +242,7 @@ class LiveAvatarSession(AvatarSession):
             why = event.stop_reason or "no reason given"
             self._spawn(self.stop(reason=f"LiveAvatar ended the session ({why})"),
                         "liveavatar-stop")
-        return self._events.from_room(event)
+        return self._texts_ended(self._events.from_room(event))
 
     async def keep_alive(self) -> None:
         self._require_running()
@@ -309,7 +309,13 @@ class LiveAvatarSession(AvatarSession):
     async def say(self, text: str) -> None:
         """Make the avatar say ``text`` verbatim (FULL mode: HeyGen's voice)."""
         self._require_full("say text (in LITE mode your TTS speaks; send its audio)")
-        await self._control(lar.speak_text(text))
+        command = lar.speak_text(text)
+        pending = self._text_sent(command.event_id)  # until its speak_ended names it
+        try:
+            await self._control(command)
+        except BaseException:
+            self._text_not_sent(pending)
+            raise
 
     async def respond(self, text: str) -> None:
         """Make the avatar answer ``text`` (FULL mode: HeyGen's brain)."""
@@ -322,6 +328,7 @@ class LiveAvatarSession(AvatarSession):
 
     async def interrupt(self) -> None:
         self._chunker.reset()
+        self._drop_texts()
         if self.options.full:
             await self._control(lar.interrupt())
             return

@@ -268,7 +268,7 @@ class HeyGenSession(AvatarSession):
                     await ws.close()
 
     def _room_events(self, packet: rtc.DataPacket) -> list[ev.AvatarEvent]:
-        return self._events.from_room(rev.parse_room_event(packet.data))
+        return self._texts_ended(self._events.from_room(rev.parse_room_event(packet.data)))
 
     # ------------------------------------------------------------------ operations
 
@@ -305,12 +305,23 @@ class HeyGenSession(AvatarSession):
             if self._ws:
                 await self.send_raw(vc.encode_text(text))
                 return None
-        answer = await self._client.speak(session_id, text, task_type=task_type,
-                                          task_mode=task_mode)
+        # Said verbatim: speech on its way until the avatar has said it (its stop names
+        # the task) or it is interrupted.
+        pending = self._text_sent() if task_type == ia.TaskType.REPEAT else None
+        try:
+            answer = await self._client.speak(session_id, text, task_type=task_type,
+                                              task_mode=task_mode)
+        except BaseException:
+            if pending is not None:
+                self._text_not_sent(pending)
+            raise
+        if pending is not None:
+            pending.task_id = answer.task_id
         return answer.task_id
 
     async def interrupt(self) -> None:
         self._chunker.reset()
+        self._drop_texts()
         if self._realtime is not None:
             self._drop_speech()
             await self._send_realtime(rt.Command(rt.AGENT_INTERRUPT))
