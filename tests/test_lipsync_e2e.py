@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pipecat.frames.frames import (
+    BotSpeakingFrame,
     BotStartedSpeakingFrame,
     BotStoppedSpeakingFrame,
     Frame,
@@ -95,6 +96,60 @@ async def test_tts_audio_is_lip_synced_by_the_avatar(emulator: EmulatorServer,
     assert loud_s >= 0.5 * speech_s, "the avatar's voice carried the speech"
     assert collector.count(OutputImageRawFrame) > 0, "and its face came with it"
     assert emulator.emulator.registry.counts()["open"] == 0, "the session was stopped"
+
+
+class UpstreamProbe(FrameProcessor):
+    """Before the transport's output(): keeps what comes back upstream, as the bot's own
+    aggregators, LLM and TTS (all before it) see it."""
+
+    def __init__(self) -> None:
+        super().__init__(name="upstream-probe")
+        self.frames: list[tuple[float, Frame]] = []
+        self.bot_stopped = asyncio.Event()
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if direction is FrameDirection.UPSTREAM:
+            self.frames.append((asyncio.get_running_loop().time(), frame))
+            if isinstance(frame, BotStoppedSpeakingFrame):
+                self.bot_stopped.set()
+        await self.push_frame(frame, direction)
+
+    def of(self, kind: type[Frame]) -> list[float]:
+        return [t for t, f in self.frames if isinstance(f, kind)]
+
+
+@both_backends
+async def test_the_bot_speaking_is_told_upstream_too_as_pipecats_output_transport_does(
+    emulator: EmulatorServer, tmp_path: Path, backend: Backend
+) -> None:
+    """What is before the transport (the bot's aggregators, its turn-taking) learns when
+    the avatar starts and stops speaking, and hears BotSpeakingFrame every 0.2 s while it
+    does (Pipecat's period), as a Pipecat output transport tells it: both ways."""
+    wav = tmp_path / "answer.wav"
+    speech_s = speech_wav(wav, "I am telling everyone upstream that I am speaking now.")
+    pcm, rate, _ = read_wav(wav)
+    transport = HeyGenTransport(api_key=backend.key, base_url=emulator.base_url,
+                                session_options=backend.lipsync())
+    probe, collector = UpstreamProbe(), Collector()
+
+    async def stopped_both_ways() -> None:
+        await collector.until(lambda: collector.count(BotStoppedSpeakingFrame) >= 1)
+        await probe.bot_stopped.wait()
+
+    await run_until([SpeakingTTS(pcm, rate), probe, transport.output(), transport.input(),
+                     collector], stopped_both_ways(), "the avatar's stop, told both ways")
+
+    [start] = probe.of(BotStartedSpeakingFrame)
+    [stop] = probe.of(BotStoppedSpeakingFrame)
+    ticks = [t for t in probe.of(BotSpeakingFrame) if start <= t <= stop]
+    expected = (stop - start) / 0.2
+    assert stop - start > 0.5 * speech_s, "the avatar's real speech, start to stop"
+    assert 0.5 * expected <= len(ticks) <= expected + 2, (len(ticks), expected)
+    assert not probe.of(BotSpeakingFrame)[-1] > stop, "no tick after the stop"
+    down = [t for t, f in collector.frames if isinstance(f, BotSpeakingFrame)]
+    assert abs(len(down) - len(ticks)) <= 1, "and the same downstream"
+    assert collector.count(BotStartedSpeakingFrame) == 1
 
 
 class StreamingLLM(FrameProcessor):

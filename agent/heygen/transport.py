@@ -26,6 +26,9 @@ from typing import Any, Literal
 from livekit import rtc
 from loguru import logger
 from pipecat.frames.frames import (
+    BotSpeakingFrame,
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
     CancelFrame,
     EndFrame,
     EndWorkerFrame,
@@ -78,6 +81,9 @@ DROP_REPORT_INTERVAL_S = 5.0
 BACKLOG_S = 2.0
 #: The bot's speech (TTS frames, ~20-40 ms each) held while the session starts: a minute.
 SPEECH_BACKLOG_FRAMES = 3000
+#: How often BotSpeakingFrame is told while the avatar speaks: Pipecat's own output
+#: transports' period (``BaseOutputTransport``'s ``_bot_speaking_frame_period``).
+BOT_SPEAKING_PERIOD_S = 0.2
 
 EVENTS = (
     "on_session_started",
@@ -162,6 +168,7 @@ class HeyGenTransport(BaseTransport):
         self._ended = False
         self._media_tasks: set[asyncio.Task[None]] = set()
         self.avatar_speaking = False
+        self._ticker: asyncio.Task[None] | None = None
         self.video_frames = 0
         #: lip-sync: the texts of the bot's utterances sent to the avatar, not yet said
         self._utterances: deque[str] = deque()
@@ -264,6 +271,7 @@ class HeyGenTransport(BaseTransport):
         if self._ended:
             return
         self._ended = True
+        self._speaking_ticks(False)
         for task in list(self._media_tasks):
             task.cancel()
         for task in list(self._media_tasks):
@@ -275,6 +283,22 @@ class HeyGenTransport(BaseTransport):
             await self.client.aclose()
 
     # ------------------------------------------------------------------ media
+
+    def _speaking_ticks(self, on: bool) -> None:
+        """BotSpeakingFrame, both ways, every :data:`BOT_SPEAKING_PERIOD_S` while the
+        avatar speaks (Pipecat's output transports tell it so; idle timers and turn-taking
+        listen for it)."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
+        if on and not self._ended:
+            self._ticker = asyncio.get_running_loop().create_task(
+                self._tick_speaking(), name="heygen-bot-speaking")
+
+    async def _tick_speaking(self) -> None:
+        while True:
+            await self._input.broadcast_frame(BotSpeakingFrame)
+            await asyncio.sleep(BOT_SPEAKING_PERIOD_S)
 
     def _watch_track(self, track: rtc.Track) -> None:
         if track.kind == rtc.TrackKind.KIND_VIDEO and self.params.video_enabled:
@@ -379,11 +403,19 @@ class _Listener(SessionListener):
             return
         if isinstance(event, ev.AvatarStoppedSpeaking) and not t.avatar_speaking:
             return
+        if isinstance(event, ev.AvatarStoppedSpeaking):
+            t._speaking_ticks(False)
         for frame in frames_for_event(event):
-            await t._input.push_frame(frame)
+            if isinstance(frame, BotStartedSpeakingFrame | BotStoppedSpeakingFrame):
+                # Both ways, as Pipecat's output transports tell it: what is before the
+                # transport (aggregators, turn-taking, the bot's own LLM) must know too.
+                await t._input.broadcast_frame(type(frame))
+            else:
+                await t._input.push_frame(frame)
         match event:
             case ev.AvatarStartedSpeaking():
                 t.avatar_speaking = True
+                t._speaking_ticks(True)
                 await t._call_event_handler("on_avatar_started_speaking")
             case ev.AvatarStoppedSpeaking():
                 t.avatar_speaking = False
