@@ -34,7 +34,7 @@ from pipecat.frames.frames import (
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from agent.emulator.server import EmulatorServer
-from agent.heygen.frames import HeyGenSpeakFrame
+from agent.heygen.frames import HeyGenAvatarTranscriptFrame, HeyGenSpeakFrame
 from agent.heygen.transport import HeyGenTransport
 from agent.media.wav_file import read_wav
 from tests.backends import Backend, both_backends
@@ -279,6 +279,83 @@ async def test_an_interruption_cuts_lip_synced_speech_and_drops_the_rest(
     sent_s = sum(t["audio_bytes"] for t in session.tasks) / 2 / 24_000
     assert sent_s < long_s, "the queued rest of the speech was dropped, not sent"
     assert emulator.emulator.registry.counts()["open"] == 0
+
+
+def tts_frames(pcm: bytes, sample_rate: int, text: str) -> list[Frame]:
+    """One utterance as a TTS service pushes it: its words, its audio in 20 ms frames."""
+    step = sample_rate // 50 * 2
+    return [TTSStartedFrame(), *(TTSTextFrame(word, text_type="word") for word in text.split()),
+            *(TTSAudioRawFrame(pcm[i : i + step], sample_rate, 1)
+              for i in range(0, len(pcm), step)),
+            TTSStoppedFrame()]
+
+
+class BargeInByVAD(FrameProcessor):
+    """After the avatar: when it starts its first utterance, the local VAD hears the user
+    (no Pipecat interruption follows: a bot without an interruption strategy); once it
+    has stopped, the bot's TTS says one more utterance."""
+
+    def __init__(self, transport: HeyGenTransport, then: list[Frame]) -> None:
+        super().__init__(name="barge-in-by-vad")
+        self.transport, self.then = transport, then
+        self.started = self.stopped = False
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        await self.push_frame(frame, direction)
+        if isinstance(frame, BotStartedSpeakingFrame) and not self.started:
+            self.started = True
+            await self.transport.output().queue_frame(VADUserStartedSpeakingFrame())
+        elif isinstance(frame, BotStoppedSpeakingFrame) and not self.stopped:
+            self.stopped = True
+            for then in self.then:
+                await self.transport.output().queue_frame(then)
+
+
+@both_backends
+async def test_a_barge_in_heard_by_the_local_vad_alone_keeps_transcripts_paired(
+    emulator: EmulatorServer, tmp_path: Path, backend: Backend
+) -> None:
+    """Lip-sync: two utterances sent, the user barges in (local VAD only) during the first;
+    HeyGen drops the second. The next utterance's transcript is its own words, not the
+    dropped one's."""
+    texts = ["This first answer is rather long and will be cut short by the user.",
+             "A second answer that is dropped.", "The third answer comes after."]
+    speech = []
+    for i, text in enumerate(texts):
+        speech_wav(tmp_path / f"{i}.wav", text)
+        pcm, rate, _ = read_wav(tmp_path / f"{i}.wav")
+        speech.append(tts_frames(pcm, rate, text))
+    transport = HeyGenTransport(api_key=backend.key, base_url=emulator.base_url,
+                                session_options=backend.lipsync())
+    collector = Collector()
+
+    def transcripts() -> list[str]:
+        return [f.text for f in collector.of(HeyGenAvatarTranscriptFrame)
+                if isinstance(f, HeyGenAvatarTranscriptFrame)]
+
+    await run_until([SaysFrames(speech[0] + speech[1]), transport.output(), transport.input(),
+                     BargeInByVAD(transport, speech[2]), collector],
+                    collector.until(lambda: collector.count(BotStoppedSpeakingFrame) >= 2),
+                    "the avatar was cut short, then said the third answer")
+    assert backend.interrupts(emulator) == 1, "the barge-in reached HeyGen"
+    assert transcripts()[-1] == texts[2], transcripts()
+    assert texts[1] not in transcripts(), "the dropped answer was never said"
+
+
+class SaysFrames(FrameProcessor):
+    """Pushes ``frames`` once the pipeline starts (a TTS service, faster than real time)."""
+
+    def __init__(self, frames: list[Frame]) -> None:
+        super().__init__(name="says-frames")
+        self.frames = frames
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        await self.push_frame(frame, direction)
+        if isinstance(frame, StartFrame):
+            for then in self.frames:
+                await self.push_frame(then)
 
 
 @both_backends

@@ -532,9 +532,7 @@ class HeyGenOutput(FrameProcessor):
             await self._say(self._sentences.flush(), ia.TaskType.REPEAT)
             return False
         if isinstance(frame, InterruptionFrame):
-            self._sentences.clear()
-            self._words.clear()
-            t._utterances.clear()
+            self._forget_queued()
         if t.session.takes_audio and isinstance(frame, TTSTextFrame):
             self._words.append(frame.text)  # what the avatar will say: its transcript
             return False
@@ -553,8 +551,20 @@ class HeyGenOutput(FrameProcessor):
             and t.params.interrupt_on_user_speech
             and speaking
         ):
+            # (an interruption the local VAD alone heard: HeyGen drops the queued speech,
+            # so its words must go too, or the next utterance would be told with them)
+            self._forget_queued()
             await self._guarded(t.session.interrupt())
         return False
+
+    def _forget_queued(self) -> None:
+        """The user interrupts: the bot's speech not yet said is dropped, everywhere it
+        waits: sentences being put together, speech held while the session starts, and
+        the words of the utterances sent (their transcripts would pair with later ones)."""
+        self._sentences.clear()
+        self._speech_backlog.clear()
+        self._words.clear()
+        self._transport._utterances.clear()
 
     async def _speak(self, frame: TTSAudioRawFrame | TTSStoppedFrame) -> None:
         session = self._transport.session
