@@ -56,6 +56,9 @@ BROKEN = [
     ("interactive-session-with-liveavatar", "heygen:\n  backend: liveavatar\n  session:\n    quality: low\n", ["2:3: heygen: 'session:' is the interactive backend's; with 'backend: liveavatar' write 'liveavatar:'"]),
     ("unknown-backend", "heygen:\n  backend: livavatar\n", ["2:12: heygen.backend: expected 'interactive' or 'liveavatar'"]),
     ("liveavatar-mode", "heygen:\n  backend: liveavatar\n  liveavatar:\n    mode: half\n    sandbox: true\n", ["4:11: heygen.liveavatar.mode: expected 'full' or 'lite'"]),
+    ("brain-tts-as-llm", OK_HEAD + "brain:\n  stt: speech_length_stt\n  llm:\n    name: pipecat.services.cartesia.tts:CartesiaTTSService\n    args: {api_key: k}\n", ["7:11: brain.llm.name: CartesiaTTSService is a TTSService, not an LLMService: the brain's llm must be one"]),
+    ("brain-stt-as-tts", OK_HEAD + "brain:\n  stt: speech_length_stt\n  llm: scripted_llm\n  tts: speech_length_stt\n", ["7:8: brain.tts.name: SpeechLengthSTTService is an STTService, not a TTSService: the brain's tts must be one"]),
+    ("brain-processor-as-stt", OK_HEAD + "brain:\n  stt: latency_probe\n  llm: scripted_llm\n", ["5:8: brain.stt.name: LatencyProbe is no Pipecat service, not an STTService: the brain's stt must be one"]),
     ("two-problems", "heygen:\n  session:\n    quality: ultra\nvad:\n  stop_secs: -1\n", [
         "3:14: heygen.session.quality: expected 'low', 'medium' or 'high'",
         "5:14: vad.stop_secs: Input should be greater than or equal to 0"]),

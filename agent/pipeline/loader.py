@@ -168,7 +168,7 @@ def _load(
             line, column = marks.at((*at, "name"))
             origin = Problem(name, line, column, _display((*at, "name")), "")
             try:
-                found = spec(entry.name, entry.args)
+                found = spec(entry.name, entry.args, role)
                 specs.append(replace(_with_paths_from(found, base_dir), origin=origin,
                                      role=role))
             except RegistryError as exc:

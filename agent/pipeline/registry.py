@@ -184,10 +184,39 @@ def _where(exc: BaseException) -> str:
     return f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
 
 
-def spec(name: str, args: dict[str, Any] | None) -> ProcessorSpec:
-    """Resolve ``name`` and validate ``args``; raises :class:`RegistryError` naming the
-    argument at fault."""
+def _service_kinds() -> dict[str, type[FrameProcessor]]:
+    """The brain's slots and the Pipecat service base each takes (imported when a brain
+    is checked, not for every file)."""
+    from pipecat.services.llm_service import LLMService
+    from pipecat.services.stt_service import STTService
+    from pipecat.services.tts_service import TTSService
+
+    return {"stt": STTService, "llm": LLMService, "tts": TTSService}
+
+
+def _a(kind: str) -> str:
+    return f"an {kind}" if kind[0] in "AEFHILMNORSX" else f"a {kind}"
+
+
+def check_role(cls: type[FrameProcessor], role: str) -> None:
+    """A brain's ``stt``, ``llm`` or ``tts`` must be that kind of Pipecat service: one in
+    the wrong slot would build, and then the bot would never hear, think or speak."""
+    kinds = _service_kinds()
+    wanted = kinds[role]
+    if issubclass(cls, wanted):
+        return
+    actual = next((_a(k.__name__) for k in kinds.values() if issubclass(cls, k)),
+                  "no Pipecat service")
+    raise RegistryError(f"{cls.__name__} is {actual}, not {_a(wanted.__name__)}: "
+                        f"the brain's {role} must be one")
+
+
+def spec(name: str, args: dict[str, Any] | None, role: str = "") -> ProcessorSpec:
+    """Resolve ``name`` (for a brain's ``role``: a service of that kind) and validate
+    ``args``; raises :class:`RegistryError` naming the argument at fault."""
     cls = resolve(name)
+    if role:
+        check_role(cls, role)
     model = arguments_model(cls)
     try:
         validated = model.model_validate(args or {})
