@@ -10,6 +10,17 @@ put any processor between the avatar and your users::
     WAV "microphone" -> Silero VAD -> heygen.output() -> heygen.input()
         -> LiveKitTransport(LIVEKIT_URL, token, ROOM).output()
 
+With ``--own-brain``, the bot's own ears, brain and voice answer, and HeyGen is only the
+face: it lip-syncs the bot's TTS, and what reaches your room is the avatar's video with
+that lip-synced voice (the raw TTS audio goes no further than HeyGen)::
+
+    WAV -> Silero VAD -> STT -> user context -> LLM -> TTS -> heygen.output()
+        -> heygen.input() -> LiveKitTransport(...).output() -> assistant context
+
+Here the brain is the project's offline stand-ins (a speech-length STT, a scripted LLM,
+espeak-ng), so it runs with no key; a real bot puts e.g. Deepgram, OpenAI and Cartesia
+there (see ``examples/face_for_my_bot.py``).
+
 The bot's participant (identity ``heygen-avatar``) publishes the avatar's video at its own
 size and 25 fps (640x360 from the emulator; ``--size`` for another avatar, whose frames
 Pipecat would otherwise scale) and its voice at 24 kHz. It asks the WAV's question, stops
@@ -31,7 +42,7 @@ repository with its venv active (``. .venv/bin/activate``; ``scripts/setup`` put
     espeak-ng -w q.wav "What is the weather like today?"
     HEYGEN_BASE_URL=http://127.0.0.1:8700 HEYGEN_API_KEY=any \\
     LIVEKIT_URL=ws://127.0.0.1:7880 LIVEKIT_API_KEY=devkey LIVEKIT_API_SECRET=secret \\
-        python examples/avatar_to_livekit_room.py my-room q.wav
+        python examples/avatar_to_livekit_room.py my-room q.wav   # [--own-brain]
 
 Against HeyGen, leave ``HEYGEN_BASE_URL`` unset and use your key; with LiveKit Cloud, your
 project's ``wss://`` URL, key and secret. To watch, join ``my-room`` from a browser with a
@@ -48,9 +59,19 @@ import sys
 from livekit import api
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineWorker
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.processors.aggregators.llm_response_universal import (
+    LLMContextAggregatorPair,
+    LLMUserAggregatorParams,
+)
+from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.transports.livekit.transport import LiveKitParams, LiveKitTransport
+from pipecat.turns.user_start import VADUserTurnStartStrategy
+from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy
+from pipecat.turns.user_turn_strategies import UserTurnStrategies
 from pipecat.workers.runner import WorkerRunner
 
+from agent.brains import EspeakTTSService, ScriptedLLMService, SpeechLengthSTTService
 from agent.heygen.protocol.interactive import NewSessionRequest
 from agent.heygen.session import SessionOptions
 from agent.heygen.transport import HeyGenTransport
@@ -77,13 +98,41 @@ def bot_token(room: str, key: str, secret: str) -> str:
             .with_grants(grants).to_jwt())
 
 
-async def main(room: str, wav: str, seconds: float, size: tuple[int, int]) -> int:
+#: The scripted brain's answer to the speech-length STT's transcript of any question.
+OWN_ANSWER = "I heard you, and I answer with my own brain."
+
+
+def own_brain(heygen: HeyGenTransport) -> tuple[list[FrameProcessor], FrameProcessor]:
+    """The bot's own STT, user context, LLM and TTS (before the avatar), and its
+    assistant context (after the outputs)."""
+    context = LLMContext([{"role": "system", "content": "You are a friendly assistant."}])
+    turns = UserTurnStrategies(start=[VADUserTurnStartStrategy()],
+                               stop=[SpeechTimeoutUserTurnStopStrategy()])
+    aggregators = LLMContextAggregatorPair(
+        context, user_params=LLMUserAggregatorParams(user_turn_strategies=turns))
+    user = aggregators.user()
+
+    async def tell(_aggregator: object, _strategy: object, message: object) -> None:
+        # what the bot's STT heard, told as HeyGen's own transcripts are
+        await heygen.user_said(getattr(message, "content", None) or "")
+
+    user.add_event_handler("on_user_turn_stopped", tell)
+    brain: list[FrameProcessor] = [
+        SpeechLengthSTTService(), user,
+        ScriptedLLMService(answers={"seconds": OWN_ANSWER}), EspeakTTSService()]
+    return brain, aggregators.assistant()
+
+
+async def main(room: str, wav: str, seconds: float, size: tuple[int, int],
+               own: bool = False) -> int:
     """Ask the WAV's question; stop once the avatar has answered, or after ``seconds``.
     Returns the exit status: 1 if the pipeline ended by itself (no HeyGen session)."""
     url = environment("LIVEKIT_URL")
     token = bot_token(room, environment("LIVEKIT_API_KEY"), environment("LIVEKIT_API_SECRET"))
+    options = SessionOptions(request=NewSessionRequest(avatar_name="Emulated_Anna"))
     heygen = HeyGenTransport(  # HEYGEN_API_KEY / HEYGEN_BASE_URL from the environment
-        session_options=SessionOptions(request=NewSessionRequest(avatar_name="Emulated_Anna"))
+        # own brain: HeyGen lip-syncs the bot's TTS (no voice chat, no HeyGen brain)
+        session_options=options.for_own_brain("lipsync") if own else options
     )
     room_out = LiveKitTransport(url, token, room, params=LiveKitParams(
         audio_out_enabled=True,
@@ -111,12 +160,15 @@ async def main(room: str, wav: str, seconds: float, size: tuple[int, int]) -> in
         print(f"avatar: {text}", flush=True)
         answered.set()
 
+    brain, assistant = own_brain(heygen) if own else ([], None)
     pipeline = Pipeline([
         WavFileInput(wav, lead_in_s=0.5, after_end="silence"),
         silero_vad(),
+        *brain,
         heygen.output(),
         heygen.input(),
         room_out.output(),
+        *([assistant] if assistant else []),
     ])
     worker = PipelineWorker(pipeline, idle_timeout_secs=None)
     runner = WorkerRunner()
@@ -148,5 +200,7 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=60.0, help="stop after this long")
     parser.add_argument("--size", type=parse_size, default=(640, 360), metavar="WxH",
                         help="the avatar's video size (640x360 from the emulator)")
+    parser.add_argument("--own-brain", action="store_true",
+                        help="the bot's own STT, LLM and TTS answer; HeyGen lip-syncs the TTS")
     args = parser.parse_args()
-    sys.exit(asyncio.run(main(args.room, args.wav, args.seconds, args.size)))
+    sys.exit(asyncio.run(main(args.room, args.wav, args.seconds, args.size, args.own_brain)))

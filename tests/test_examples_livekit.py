@@ -111,11 +111,18 @@ def loud_frames(pcm: bytes) -> int:
     return sum(_rms(pcm[i : i + step]) > LOUD_RMS for i in range(0, len(pcm), step))
 
 
-async def test_the_avatar_reaches_the_apps_room_through_pipecats_livekit_transport(
-    livekit_server: LiveKitServer, tmp_path: Path
-) -> None:
-    wav = tmp_path / "q.wav"
-    speech_wav(wav, "How many seconds did I speak?")
+@dataclass
+class Run:
+    """One run of the example: its printed lines (with arrival times), what the app's
+    room showed of it, and the emulated HeyGen sessions it opened."""
+
+    lines: list[tuple[float, str]]
+    viewer: Viewer
+    tasks: list[dict[str, object]]
+
+
+async def run_example(livekit_server: LiveKitServer, wav: Path, *options: str) -> Run:
+    """Run the example as its docstring says, a viewer in the app's room, to its end."""
     viewer = Viewer()
     await within(viewer.join(livekit_server), "the viewer joined the app's room")
     loop = asyncio.get_running_loop()
@@ -139,7 +146,7 @@ async def test_the_avatar_reaches_the_apps_room_through_pipecats_livekit_transpo
             })
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "examples/avatar_to_livekit_room.py", ROOM, str(wav),
-                cwd=ROOT, env=env,
+                *options, cwd=ROOT, env=env,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
             assert process.stdout is not None and process.stderr is not None
             reading = asyncio.gather(read_lines(process.stdout), process.stderr.read(),
@@ -148,15 +155,14 @@ async def test_the_avatar_reaches_the_apps_room_through_pipecats_livekit_transpo
             assert code == 0, err.decode()[-3000:]
             registry = emulator.emulator.registry
             assert registry.counts()["stopped"] == 1, "the HeyGen session was stopped"
-            answer = next(iter(registry)).tasks[0]["text"]
+            tasks = list(next(iter(registry)).tasks)
     finally:
         await viewer.leave()
+    return Run(lines, viewer, tasks)
 
-    said = [text for _, text in lines]
-    assert said[0].startswith("user: ") and said[1] == f"avatar: {answer}", said
-    asked_at = lines[0][0]
 
-    # The bot's participant published a camera and a microphone track.
+def assert_the_face_arrived(viewer: Viewer) -> None:
+    """The bot's participant published a camera track carrying the emulated face."""
     assert viewer.sources[f"{BOT}/KIND_VIDEO"] == rtc.TrackSource.SOURCE_CAMERA
     assert viewer.sources[f"{BOT}/KIND_AUDIO"] == rtc.TrackSource.SOURCE_MICROPHONE
 
@@ -175,9 +181,42 @@ async def test_the_avatar_reaches_the_apps_room_through_pipecats_livekit_transpo
     repeats = len(viewer.stamps) - len(set(viewer.stamps))
     assert repeats <= 2, f"{repeats} frames published twice: {viewer.stamps}"
 
-    # Its voice: the avatar's answer, loud, and none of it before the question was heard
-    # (the user's microphone never reaches the room).
+
+async def assert_the_answer_was_heard(viewer: Viewer, answer: str, asked_at: float) -> None:
+    """The bot's voice in the room: the avatar's answer, loud, and none of it before the
+    question was heard (the user's microphone never reaches the room)."""
     loud = [t for t, rms in viewer.audio if rms > LOUD_RMS]
     expected = loud_frames(await asyncio.to_thread(synthesize, answer, SAMPLE_RATE))
     assert len(loud) >= 0.6 * expected, f"{len(loud)} loud frames of {expected} said"
     assert min(loud) > asked_at - 0.5
+
+
+async def test_the_avatar_reaches_the_apps_room_through_pipecats_livekit_transport(
+    livekit_server: LiveKitServer, tmp_path: Path
+) -> None:
+    wav = tmp_path / "q.wav"
+    speech_wav(wav, "How many seconds did I speak?")
+    run = await run_example(livekit_server, wav)
+    answer = str(run.tasks[0]["text"])
+    said = [text for _, text in run.lines]
+    assert said[0].startswith("user: ") and said[1] == f"avatar: {answer}", said
+    assert_the_face_arrived(run.viewer)
+    await assert_the_answer_was_heard(run.viewer, answer, asked_at=run.lines[0][0])
+
+
+async def test_an_own_brain_bot_lip_synced_reaches_the_apps_room(
+    livekit_server: LiveKitServer, tmp_path: Path
+) -> None:
+    """``--own-brain``: the bot's STT, LLM and TTS answer, HeyGen lip-syncs the TTS, and
+    the app's room gets the avatar's face with that lip-synced voice."""
+    wav = tmp_path / "q.wav"
+    speech_wav(wav, "How many seconds did I speak?")
+    run = await run_example(livekit_server, wav, "--own-brain")
+    answer = "I heard you, and I answer with my own brain."  # the example's scripted brain
+    said = [text for _, text in run.lines]
+    assert said[0].startswith("user: (") and said[1] == f"avatar: {answer}", said
+    # HeyGen took the TTS's audio to lip-sync, once, and no text to say: its brain and
+    # its voice stayed out of it
+    assert [bool(task["audio_bytes"]) and not task["text"] for task in run.tasks] == [True]
+    assert_the_face_arrived(run.viewer)
+    await assert_the_answer_was_heard(run.viewer, answer, asked_at=run.lines[0][0])
