@@ -37,9 +37,10 @@ from agent.emulator.server import EmulatorServer
 from agent.heygen.frames import HeyGenAvatarTranscriptFrame, HeyGenSpeakFrame
 from agent.heygen.transport import HeyGenTransport
 from agent.media.wav_file import read_wav
-from tests.backends import Backend, both_backends
+from tests.backends import INTERACTIVE, Backend, both_backends
 from tests.pipeline_helpers import Collector, run_until
 from tests.speech import speech_wav
+from tests.waiting import eventually, within
 
 pytestmark = pytest.mark.livekit
 
@@ -341,6 +342,42 @@ async def test_a_barge_in_heard_by_the_local_vad_alone_keeps_transcripts_paired(
     assert backend.interrupts(emulator) == 1, "the barge-in reached HeyGen"
     assert transcripts()[-1] == texts[2], transcripts()
     assert texts[1] not in transcripts(), "the dropped answer was never said"
+
+
+async def test_an_interruption_drops_the_speech_held_while_the_session_starts(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    """TTS audio that comes before the avatar is there is held, to be said once it is;
+    an interruption meanwhile drops it with the rest of the bot's queued speech. (In a
+    Pipecat pipeline the output's StartFrame holds later frames until the session runs,
+    so this drives the output's frame handling directly, as a processor in direct mode
+    would reach it.)"""
+    speech = []
+    for i, text in enumerate(["Hello, I am the greeting.", "And this is the answer."]):
+        speech_wav(tmp_path / f"{i}.wav", text)
+        pcm, rate, _ = read_wav(tmp_path / f"{i}.wav")
+        speech.append((pcm, rate, tts_frames(pcm, rate, text)))
+    transport = HeyGenTransport(api_key=INTERACTIVE.key, base_url=emulator.base_url,
+                                session_options=INTERACTIVE.lipsync())
+    output = transport.output()
+    transport.start_early()
+    try:
+        assert not transport.session_running.is_set()
+        for frame in speech[0][2]:  # the greeting, before the avatar is there
+            await output._to_heygen(frame)
+        await output._to_heygen(InterruptionFrame())
+        await within(transport.session_running.wait(), "the session runs")
+        for frame in speech[1][2]:
+            await output._to_heygen(frame)
+        session = next(iter(emulator.emulator.registry))
+        await eventually(lambda: any(t["audio_bytes"] for t in session.tasks),
+                         "HeyGen took the answer")
+    finally:
+        await within(transport.close(), "the session stopped")
+    pcm, rate, _ = speech[1]
+    answer_s = len(pcm) / 2 / rate
+    [said] = [t["audio_bytes"] / 2 / 24_000 for t in session.tasks]
+    assert said == pytest.approx(answer_s, abs=0.05), "the answer alone, not the greeting"
 
 
 class SaysFrames(FrameProcessor):
