@@ -294,6 +294,7 @@ class HeyGenTransport(BaseTransport):
         if on and not self._ended:
             self._ticker = asyncio.get_running_loop().create_task(
                 self._tick_speaking(), name="heygen-bot-speaking")
+            self._ticker.add_done_callback(_ticks_ended)
 
     async def _tick_speaking(self) -> None:
         while True:
@@ -629,6 +630,13 @@ class HeyGenOutput(FrameProcessor):
             await call
         except Exception as exc:
             await self.push_error(f"HeyGen: {exc}", exc)
+
+
+def _ticks_ended(task: asyncio.Task[None]) -> None:
+    """BotSpeakingFrame ticks end by cancellation; a failure (the pipeline torn down
+    under them) is logged, not left for asyncio to print."""
+    if not task.cancelled() and task.exception() is not None:
+        logger.debug(f"HeyGen BotSpeakingFrame ticks ended: {task.exception()!r}")
 
 
 def _seconds(frame: InputAudioRawFrame) -> float:
