@@ -206,39 +206,43 @@ async def test_llm_text_is_said_verbatim_sentence_by_sentence(emulator: Emulator
     assert emulator.emulator.registry.counts()["open"] == 0
 
 
-class InterruptAfterResponse(FrameProcessor):
-    """After the avatar: once the LLM's response has passed the transport (its sentences
-    sent to HeyGen, none said yet), the user interrupts; once the interruption has
-    passed, asks for one last sentence, upstream, as a marker: HeyGen says its tasks in
-    order, so anything still queued before it would be said first."""
+class InterruptAfter(FrameProcessor):
+    """After the avatar: the first time ``when`` passes, the user interrupts; once the
+    interruption has passed, asks for one last sentence, upstream, as a marker: HeyGen
+    says its tasks in order, so anything still queued before it would be said first."""
 
-    def __init__(self, transport: HeyGenTransport, marker: str) -> None:
-        super().__init__(name="interrupt-after-response")
-        self.transport, self.marker = transport, marker
+    def __init__(self, transport: HeyGenTransport, when: type[Frame], marker: str) -> None:
+        super().__init__(name="interrupt-after")
+        self.transport, self.when, self.marker = transport, when, marker
+        self.fired = False
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
         await self.push_frame(frame, direction)
-        if isinstance(frame, LLMFullResponseEndFrame):
+        if isinstance(frame, self.when) and not self.fired:
+            self.fired = True
             await self.transport.output().queue_frame(InterruptionFrame())
         elif isinstance(frame, InterruptionFrame):
             await self.push_frame(HeyGenSpeakFrame(text=self.marker), FrameDirection.UPSTREAM)
 
 
 @both_backends
-async def test_an_interruption_before_the_avatar_starts_drops_the_queued_sentences(
-    emulator: EmulatorServer, backend: Backend
+@pytest.mark.parametrize("when", [LLMFullResponseEndFrame, BotStoppedSpeakingFrame],
+                         ids=["before-the-first", "between-sentences"])
+async def test_an_interruption_while_sentences_wait_drops_them(
+    emulator: EmulatorServer, backend: Backend, when: type[Frame]
 ) -> None:
     """Text mode: the user interrupts right after the LLM's three sentences went to HeyGen,
-    before the avatar began the first. Those sentences are speech on its way to the
-    avatar: the interruption reaches HeyGen, and none of them is said after it."""
+    before the avatar began the first (or in the gap after the first, the avatar silent
+    for a moment). The sentences waiting are speech on its way to the avatar: the
+    interruption reaches HeyGen, and none of them is said after it."""
     tokens = ["The first sentence is here.", " The second one follows it.",
               " And the third one ends it."]
     transport = HeyGenTransport(api_key=backend.key, base_url=emulator.base_url,
                                 session_options=backend.text())
     collector = Collector()
     pipeline = [StreamingLLM(tokens), transport.output(), transport.input(),
-                InterruptAfterResponse(transport, "That is all."), collector]
+                InterruptAfter(transport, when, "That is all."), collector]
 
     def words() -> list[str]:
         # the avatar's words as it says them, in time with its voice (both backends)
