@@ -51,7 +51,8 @@ from agent.media.wav_source import WavFileInput
 def my_bot_services() -> tuple[object, object, object]:
     """The bot's own STT, LLM and TTS. A real bot has e.g.
     DeepgramSTTService(api_key=...), OpenAILLMService(api_key=..., model=...) and
-    CartesiaTTSService(api_key=..., voice_id=...) here."""
+    CartesiaTTSService(api_key=..., settings=CartesiaTTSService.Settings(voice=...))
+    here (Pipecat 1.14 deprecates its voice_id argument)."""
     stt = SpeechLengthSTTService()
     llm = ScriptedLLMService(answers={"seconds": "I heard you, and I answer with my own brain."})
     tts = EspeakTTSService()
