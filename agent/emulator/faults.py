@@ -33,6 +33,17 @@ class FailNext(BaseModel):
         return self
 
 
+class OmitFields(BaseModel):
+    """The next ``count`` success answers to ``path`` leave these fields out of their
+    ``data``: a service whose answer lacks what the client needs (LiveAvatar's REST)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    fields: list[str] = Field(min_length=1)
+    count: int = Field(1, ge=1)
+
+
 class FaultSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -46,6 +57,11 @@ class FaultSettings(BaseModel):
     listen_delay_ms: float | None = Field(
         None, ge=0, description="a new avatar waits this long before subscribing to the "
         "tracks a client publishes (its microphone), as on a loaded media server")
+    omit_fields: OmitFields | None = None
+    ignore_stops_before_connected: int | None = Field(
+        None, ge=0, description="the next N LiveAvatar stops of a started session not yet "
+        "'connected' answer success and leave it open (and billed), as the real service "
+        "has been seen to")
     reset: bool = False
 
 
@@ -62,7 +78,9 @@ class Faults:
     ws_drop_after_seconds: float | None = None
     media_delay_s: float = 0.0
     listen_delay_s: float = 0.0
+    ignore_stops_before_connected: int = 0
     _failures: list[_Failure] = field(default_factory=list)
+    _omissions: list[OmitFields] = field(default_factory=list)
 
     def apply(self, settings: FaultSettings) -> None:
         if settings.reset:
@@ -71,11 +89,17 @@ class Faults:
             self.ws_drop_after_seconds = None
             self.media_delay_s = 0.0
             self.listen_delay_s = 0.0
+            self.ignore_stops_before_connected = 0
             self._failures.clear()
+            self._omissions.clear()
         if settings.latency_ms is not None:
             self.latency_s = settings.latency_ms / 1000
         if settings.fail_next is not None:
             self._failures.append(_Failure(settings.fail_next.count, settings.fail_next))
+        if settings.omit_fields is not None:
+            self._omissions.append(settings.omit_fields.model_copy())
+        if settings.ignore_stops_before_connected is not None:
+            self.ignore_stops_before_connected = settings.ignore_stops_before_connected
         if settings.ws_drop_after_messages is not None:
             self.ws_drop_after_messages = settings.ws_drop_after_messages
         if settings.ws_drop_after_seconds is not None:
@@ -95,6 +119,23 @@ class Faults:
                 return failure.rule
         return None
 
+    def take_omissions(self, path: str) -> list[str]:
+        """The fields to leave out of this success answer to ``path``; uses them up."""
+        for omission in self._omissions:
+            if omission.path == path:
+                omission.count -= 1
+                if omission.count <= 0:
+                    self._omissions.remove(omission)
+                return list(omission.fields)
+        return []
+
+    def take_ignored_stop(self) -> bool:
+        """Whether this stop (of a session not yet connected) is to be ignored."""
+        if self.ignore_stops_before_connected <= 0:
+            return False
+        self.ignore_stops_before_connected -= 1
+        return True
+
     def describe(self) -> dict[str, object]:
         return {
             "latency_ms": self.latency_s * 1000,
@@ -105,4 +146,6 @@ class Faults:
             "ws_drop_after_seconds": self.ws_drop_after_seconds,
             "media_delay_ms": self.media_delay_s * 1000,
             "listen_delay_ms": self.listen_delay_s * 1000,
+            "omit_fields": [o.model_dump() for o in self._omissions],
+            "ignore_stops_before_connected": self.ignore_stops_before_connected,
         }

@@ -152,6 +152,14 @@ async def stop(em: Emulator, request: web.Request) -> Any:
         raise ServiceError(401, la.CODE_UNAUTHORIZED,
                            "Session token does not belong to this session")
     _require_open(session)
+    stats = session.liveavatar_stats
+    if (session.state is not SessionState.CREATED and not stats.connected
+            and em.faults.take_ignored_stop()):
+        # as the real service has been seen to: "stopped", yet open and billed
+        stats.ignored_stops += 1
+        logger.warning(f"emulator: LiveAvatar stop of {session.session_id} before "
+                       "'connected' ignored (injected fault)")
+        return la.success()
     em.registry.stop(session, reason=body.reason or "stopped by client")
     await em.end(session)
     return la.success()
@@ -188,7 +196,11 @@ HANDLERS: dict[Endpoint, Answer] = {
 
 def _route(endpoint: Endpoint, answer: Answer) -> Handler:
     async def respond(em: Emulator, request: web.Request) -> web.Response:
-        return web.json_response(await answer(em, request))
+        body = await answer(em, request)
+        omitted = em.faults.take_omissions(endpoint.path)
+        if omitted and isinstance(body.get("data"), dict):  # an answer lacking fields
+            body["data"] = {k: v for k, v in body["data"].items() if k not in omitted}
+        return web.json_response(body)
 
     return guarded(endpoint.path, respond, _failure)
 

@@ -132,6 +132,7 @@ class FullModeAgent:
         if not await self.runtime.avatar.in_room():
             return
         await self._client_here.wait()
+        self.session.liveavatar_stats.connected = True
         await self.send(room.session_state(room.CONNECTED, self.session.session_id))
 
     async def send(self, event: room.Event, *, last: bool = False) -> None:

@@ -120,7 +120,7 @@ class _LiteSocket:
 
     async def _connect(self) -> None:
         if await self.runtime.avatar.in_room():
-            self.connected = True
+            self.connected = self.stats.connected = True
             await self.send(lite.state_updated(lite.CONNECTED))
         else:
             logger.warning("emulator LITE: the avatar left before its media was up; "

@@ -111,6 +111,10 @@ class LiveAvatarStats:
     #: FULL: ``agent-control`` commands by ``event_type``, and messages refused there
     full_commands: dict[str, int] = field(default_factory=dict)
     full_bad_messages: int = 0
+    #: a client was told ``session.state_updated: connected`` (LITE socket, FULL room)
+    connected: bool = False
+    #: stops answered success and ignored (the ``ignore_stops_before_connected`` fault)
+    ignored_stops: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -121,6 +125,8 @@ class LiveAvatarStats:
                      "before_connected": self.lite_before_connected},
             "full": {"commands": dict(sorted(self.full_commands.items())),
                      "bad_messages": self.full_bad_messages},
+            "connected": self.connected,
+            "ignored_stops": self.ignored_stops,
         }
 
 

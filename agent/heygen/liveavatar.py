@@ -32,7 +32,12 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 
 from agent.heygen import events as ev
-from agent.heygen.api import HeyGenError, LiveAvatarClient
+from agent.heygen.api import (
+    HeyGenError,
+    InvalidResponseError,
+    LiveAvatarClient,
+    SessionStateError,
+)
 from agent.heygen.api.base import RestClient
 from agent.heygen.backend import (
     AvatarSession,
@@ -53,6 +58,13 @@ MICROPHONE_RATE = 16_000
 
 class AvatarNotInRoom(HeyGenError):
     """The avatar did not join the room in time (FULL mode waits for it)."""
+
+    retryable = True
+
+
+class StopNotConfirmed(HeyGenError):
+    """A stop sent before ``connected`` was answered, yet the session is still open: the
+    service has been seen to leave such sessions open (and billed), so it is sent again."""
 
     retryable = True
 
@@ -150,6 +162,10 @@ class LiveAvatarSession(AvatarSession):
         self._ws: ClientConnection | None = None
         self._connected = asyncio.Event()  # LITE: the socket said ``connected``
         self._avatar_here = asyncio.Event()  # FULL: participant ``heygen`` is in the room
+        #: ``sessions/start`` was sent (billing may have begun), and the service said
+        #: ``session.state_updated: connected`` (socket or room) since
+        self._start_sent = False
+        self._was_connected = False
         self._events = LiveAvatarEvents()
         self._send_lock = asyncio.Lock()
         #: LITE: the utterance the avatar is saying (its event id), if any.
@@ -174,7 +190,13 @@ class LiveAvatarSession(AvatarSession):
         if cancelled:
             raise asyncio.CancelledError
         logger.info(f"LiveAvatar session {token.session_id} created ({opts.request.mode})")
+        self._start_sent = True
         self.info = info = await self._view.start_session()
+        if not opts.full and info.ws_url is None:
+            # LITE's every utterance goes over that socket: without it, all would be lost.
+            raise InvalidResponseError(
+                f"{la.START.path}: the answer for a LITE session has no 'ws_url' (the "
+                "socket the avatar's speech goes over)")
         connects: list[Coroutine[Any, Any, None]] = []
         if info.livekit_url and info.livekit_client_token is not None:
             connects.append(self._connect_room(
@@ -227,6 +249,21 @@ class LiveAvatarSession(AvatarSession):
     async def _stop_at_service(self, session_id: str) -> None:
         assert self._view is not None  # set with the session id
         await self._view.stop_session(session_id, reason=self._stop_reason or None)
+        if self._start_sent and not self._was_connected:
+            await self._confirm_stopped(session_id)
+
+    async def _confirm_stopped(self, session_id: str) -> None:
+        """A stop before ``connected`` has been seen to leave the session open and billed
+        (heygen-protocol.md §5): confirm it with a call that a session still open answers
+        (keep-alive) and an ended one refuses; still open raises, and the stop is sent
+        again until the stop deadline."""
+        assert self._view is not None
+        try:
+            await self._view.keep_alive()
+        except SessionStateError:
+            return  # ended: the stop held
+        raise StopNotConfirmed(
+            f"LiveAvatar session {session_id}: stopped before 'connected', and still open")
 
     async def _close_connections(self) -> None:
         if self._ws is not None:
@@ -236,6 +273,8 @@ class LiveAvatarSession(AvatarSession):
         if packet.topic != lar.TOPIC_AGENT_RESPONSE:
             return []
         event = lar.parse_event(packet.data)
+        if event.event_type == lar.SESSION_STATE_UPDATED and event.state == lar.CONNECTED:
+            self._was_connected = True
         if event.event_type == lar.SESSION_STOPPED and self.state is SessionState.RUNNING:
             # LiveAvatar ended it (sandbox or duration limit, idle, credits): end ours too,
             # so the pipeline ends instead of talking to no one.
@@ -274,6 +313,7 @@ class LiveAvatarSession(AvatarSession):
         if event.type == las.STATE_UPDATED:
             if event.state == las.CONNECTED:
                 self._connected.set()
+                self._was_connected = True
             elif event.state in (las.CLOSING, las.CLOSED):
                 self._connected.clear()
         if event.type == las.SPEAK_STARTED:
