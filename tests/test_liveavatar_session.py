@@ -9,17 +9,22 @@ Faults are armed over the emulator's admin route, as a user would; waits are on 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from livekit import rtc
 
 from agent.emulator.config import EMULATOR_LIVEAVATAR_KEY
+from agent.emulator.livekit_server import LiveKitServer
 from agent.emulator.server import EmulatorServer
 from agent.emulator.sessions import Session
 from agent.heygen import api
-from agent.heygen.backend import SessionAborted
-from agent.heygen.liveavatar import LiveAvatarOptions, LiveAvatarSession
+from agent.heygen import events as ev
+from agent.heygen.backend import SessionAborted, SessionListener
+from agent.heygen.liveavatar import AvatarNotInRoom, LiveAvatarOptions, LiveAvatarSession
 from agent.heygen.protocol.liveavatar import rest as la
+from agent.heygen.protocol.liveavatar import room as lar
 from tests.emulator_admin import set_faults
 from tests.waiting import eventually, within
 
@@ -98,3 +103,96 @@ async def test_a_stop_that_never_holds_is_said_with_the_command_that_ends_it(
     assert session.stop_error is not None and "still open" in session.stop_error
     assert emulated.session_id in session.stop_error
     assert "--backend liveavatar" in session.end_command
+
+
+class Heard(SessionListener):
+    """Every event the session reported, with a wake-up for each."""
+
+    def __init__(self) -> None:
+        self.events: list[ev.AvatarEvent] = []
+        self.arrived = asyncio.Event()
+
+    async def on_event(self, event: ev.AvatarEvent) -> None:
+        self.events.append(event)
+        self.arrived.set()
+
+    async def wait_for(self, match: Callable[[ev.AvatarEvent], bool], what: str) -> None:
+        async def arrival() -> None:
+            while not any(match(e) for e in self.events):
+                self.arrived.clear()
+                await self.arrived.wait()
+
+        await within(arrival(), what)
+
+
+def wire_kind(event: ev.AvatarEvent) -> str:
+    return event.raw.event_type if isinstance(event.raw, lar.Event) else ""
+
+
+async def test_full_waits_for_the_agent_too_and_names_it(emulator: EmulatorServer) -> None:
+    """FULL mode is ready when both ``heygen`` and ``liveavatar-agent-<id>`` are in the
+    room (as the official SDK waits); an agent that never comes is named in the error."""
+    await set_faults(emulator, liveavatar_agent_absent=True)
+    async with api.LiveAvatarClient(EMULATOR_LIVEAVATAR_KEY, base_url=emulator.base_url) as client:
+        session = LiveAvatarSession(client, options(la.Mode.FULL, avatar_timeout_s=1.0))
+        with pytest.raises(AvatarNotInRoom) as caught:
+            await session.start()
+    emulated = only_session(emulator)
+    assert f"'{lar.agent_identity(emulated.session_id)}'" in str(caught.value)
+    assert f"'{lar.AVATAR_IDENTITY}'" not in str(caught.value), "the avatar did come"
+    assert not emulated.state.open
+
+
+async def test_full_takes_events_only_from_the_avatar_and_its_agent(
+    emulator: EmulatorServer, livekit_server: LiveKitServer,
+) -> None:
+    """Anyone in the room can publish on ``agent-response``; only the avatar's and its
+    agent's messages are LiveAvatar's events. An intruder's are ignored."""
+    heard = Heard()
+    async with (
+        api.LiveAvatarClient(EMULATOR_LIVEAVATAR_KEY, base_url=emulator.base_url) as client,
+        LiveAvatarSession(client, options(la.Mode.FULL, microphone=False), heard) as session,
+    ):
+            emulated = only_session(emulator)
+            intruder = rtc.Room()
+            await intruder.connect(livekit_server.settings.url,
+                                   emulator.emulator.livekit_token(emulated, "intruder"))
+            try:
+                assert session.room is not None
+                room = session.room
+                await eventually(lambda: "intruder" in {
+                    p.identity for p in room.remote_participants.values()},
+                    "the intruder is in the session's room")
+                forged = lar.event(lar.AVATAR_TRANSCRIPTION, emulated.session_id,
+                                   text="forged words")
+                await intruder.local_participant.publish_data(
+                    forged.to_bytes(), reliable=True, topic=lar.TOPIC_AGENT_RESPONSE)
+                await session.say("real words")
+                await heard.wait_for(
+                    lambda e: isinstance(e, ev.AvatarTranscript) and e.text == "real words",
+                    "the avatar's own transcript")
+            finally:
+                await intruder.disconnect()
+    texts = [getattr(e, "text", "") for e in heard.events]
+    assert "forged words" not in texts, texts
+
+
+async def test_push_to_talk_refusals_are_one_warning_each(
+    emulator: EmulatorServer, captured_logs: list[str],
+) -> None:
+    """A session without push-to-talk refuses the button: the service's
+    ``*_start_failed``/``*_stop_failed`` are said as one warning line each."""
+    heard = Heard()
+    async with (
+        api.LiveAvatarClient(EMULATOR_LIVEAVATAR_KEY, base_url=emulator.base_url) as client,
+        LiveAvatarSession(client, options(la.Mode.FULL, microphone=False), heard) as session,
+    ):
+            await session.push_to_talk(True)
+            await heard.wait_for(lambda e: wire_kind(e) == lar.USER_PUSH_TO_TALK_START_FAILED,
+                                 "start refused")
+            await session.push_to_talk(False)
+            await heard.wait_for(lambda e: wire_kind(e) == lar.USER_PUSH_TO_TALK_STOP_FAILED,
+                                 "stop refused")
+    warnings = [line for line in captured_logs if "push-to-talk" in line and "WARNING" in line]
+    assert len(warnings) == 2, warnings
+    assert "start" in warnings[0] and "stop" in warnings[1]

@@ -62,6 +62,9 @@ class FaultSettings(BaseModel):
         None, ge=0, description="the next N LiveAvatar stops of a started session not yet "
         "'connected' answer success and leave it open (and billed), as the real service "
         "has been seen to")
+    liveavatar_agent_absent: bool | None = Field(
+        None, description="FULL sessions' agent participant (liveavatar-agent-<id>) does "
+        "not join the room (the avatar, 'heygen', does)")
     reset: bool = False
 
 
@@ -79,6 +82,7 @@ class Faults:
     media_delay_s: float = 0.0
     listen_delay_s: float = 0.0
     ignore_stops_before_connected: int = 0
+    liveavatar_agent_absent: bool = False
     _failures: list[_Failure] = field(default_factory=list)
     _omissions: list[OmitFields] = field(default_factory=list)
 
@@ -90,6 +94,7 @@ class Faults:
             self.media_delay_s = 0.0
             self.listen_delay_s = 0.0
             self.ignore_stops_before_connected = 0
+            self.liveavatar_agent_absent = False
             self._failures.clear()
             self._omissions.clear()
         if settings.latency_ms is not None:
@@ -100,6 +105,8 @@ class Faults:
             self._omissions.append(settings.omit_fields.model_copy())
         if settings.ignore_stops_before_connected is not None:
             self.ignore_stops_before_connected = settings.ignore_stops_before_connected
+        if settings.liveavatar_agent_absent is not None:
+            self.liveavatar_agent_absent = settings.liveavatar_agent_absent
         if settings.ws_drop_after_messages is not None:
             self.ws_drop_after_messages = settings.ws_drop_after_messages
         if settings.ws_drop_after_seconds is not None:
@@ -148,4 +155,5 @@ class Faults:
             "listen_delay_ms": self.listen_delay_s * 1000,
             "omit_fields": [o.model_dump() for o in self._omissions],
             "ignore_stops_before_connected": self.ignore_stops_before_connected,
+            "liveavatar_agent_absent": self.liveavatar_agent_absent,
         }

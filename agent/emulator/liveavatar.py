@@ -81,6 +81,10 @@ async def on_started(em: Emulator, session: Session) -> None:
     ``start`` with HTTP 500, and the session is stopped."""
     runtime = await em.start_runtime(session)
     if not _lite(session) and em.config.livekit is not None:
+        if em.faults.liveavatar_agent_absent:
+            logger.warning(f"emulator: FULL session {session.session_id}: its agent does not "
+                           "join the room (injected fault)")
+            return
         await liveavatar_full.join(em, session, runtime)
 
 

@@ -7,8 +7,9 @@ out, confirmed or said) and what both backends share live in :mod:`agent.heygen.
 this module holds what is LiveAvatar's alone (heygen-protocol.md §5):
 
 - FULL mode (HeyGen's brain): the user's microphone is a track in the room; commands are
-  data messages on ``agent-control``; events come on ``agent-response``. The session is
-  ready when participant ``heygen`` is in the room (waited for, with a clear error).
+  data messages on ``agent-control``; events come on ``agent-response``, from the avatar
+  or its agent only. The session is ready when participants ``heygen`` and
+  ``liveavatar-agent-<id>`` are in the room (waited for, with an error naming who is not).
 - LITE mode (your brain, HeyGen's face): the bot's own speech goes as ``agent.speak``
   audio on the WebSocket; nothing is sent before ``session.state_updated: connected``;
   ``agent.speak_started|ended|interrupted`` say what the avatar does.
@@ -54,6 +55,13 @@ from agent.heygen.room_calls import despite_cancel
 
 #: The microphone track in FULL mode: 16 kHz mono in 10 ms frames (as the Interactive one).
 MICROPHONE_RATE = 16_000
+
+
+#: The service's refusals of the push-to-talk button, by what was refused. Still
+#: reported as events (``OtherEvent``, the wire event in ``raw``): the transport has no
+#: error event, and a refused button is no reason to end the session.
+PUSH_TO_TALK_REFUSALS = {lar.USER_PUSH_TO_TALK_START_FAILED: "start",
+                         lar.USER_PUSH_TO_TALK_STOP_FAILED: "stop"}
 
 
 class AvatarNotInRoom(HeyGenError):
@@ -161,7 +169,10 @@ class LiveAvatarSession(AvatarSession):
         self.info: la.StartAnswer | None = None
         self._ws: ClientConnection | None = None
         self._connected = asyncio.Event()  # LITE: the socket said ``connected``
-        self._avatar_here = asyncio.Event()  # FULL: participant ``heygen`` is in the room
+        # FULL: who is in the room, and a wake-up when someone joins
+        self._present: set[str] = set()
+        self._arrival = asyncio.Event()
+        self._intruders: set[str] = set()  # sent on agent-response, ignored (said once)
         #: ``sessions/start`` was sent (billing may have begun), and the service said
         #: ``session.state_updated: connected`` (socket or room) since
         self._start_sent = False
@@ -220,22 +231,35 @@ class LiveAvatarSession(AvatarSession):
                     f"{opts.connect_timeout_s:g} s") from None
 
     async def _wait_for_avatar(self) -> None:
+        """FULL mode is ready once the avatar (``heygen``) and its agent
+        (``liveavatar-agent-<id>``, which takes the commands and sends the events) are both
+        in the room, as the official SDK waits; the error names whoever did not come."""
         room = self.room
         if room is None:
-            raise HeyGenError("LiveAvatar FULL mode: the start answer gave no LiveKit room")
-        if any(p.identity == lar.AVATAR_IDENTITY for p in room.remote_participants.values()):
-            return
+            raise InvalidResponseError(
+                f"{la.START.path}: the answer for a FULL session gave no LiveKit room")
+        self._present |= {p.identity for p in room.remote_participants.values()}
         try:
             async with asyncio.timeout(self.options.avatar_timeout_s):
-                await self._avatar_here.wait()
+                while missing := self._missing():
+                    self._arrival.clear()
+                    await self._arrival.wait()
         except TimeoutError:
+            names = " and ".join(f"participant '{m}'" for m in missing)
             raise AvatarNotInRoom(
-                f"LiveAvatar: the avatar (participant '{lar.AVATAR_IDENTITY}') did not join "
-                f"the room within {self.options.avatar_timeout_s:g} s") from None
+                f"LiveAvatar: {names} did not join the room within "
+                f"{self.options.avatar_timeout_s:g} s") from None
+
+    def _avatar_identities(self) -> tuple[str, ...]:
+        """Who speaks for LiveAvatar in the room: the avatar and its agent."""
+        return (lar.AVATAR_IDENTITY, lar.agent_identity(self.session_id or ""))
+
+    def _missing(self) -> list[str]:
+        return [i for i in self._avatar_identities() if i not in self._present]
 
     def _on_participant(self, identity: str) -> None:
-        if identity == lar.AVATAR_IDENTITY:
-            self._avatar_here.set()
+        self._present.add(identity)
+        self._arrival.set()
 
     @property
     def microphone_is_track(self) -> bool:
@@ -272,7 +296,22 @@ class LiveAvatarSession(AvatarSession):
     def _room_events(self, packet: rtc.DataPacket) -> list[ev.AvatarEvent]:
         if packet.topic != lar.TOPIC_AGENT_RESPONSE:
             return []
+        # Anyone in the room may publish on the topic: only LiveAvatar's are events (the
+        # avatar's, its agent's, or the server's own, which takes the room's secret).
+        sender = packet.participant.identity if packet.participant is not None else None
+        if sender is not None and sender not in self._avatar_identities():
+            if sender not in self._intruders:
+                self._intruders.add(sender)
+                logger.warning(f"LiveAvatar session {self.session_id}: 'agent-response' "
+                               f"data from participant '{sender}' ignored (only the "
+                               "avatar's and its agent's are events)")
+            return []
         event = lar.parse_event(packet.data)
+        if event.event_type in PUSH_TO_TALK_REFUSALS:
+            logger.warning(f"LiveAvatar session {self.session_id}: push-to-talk "
+                           f"{PUSH_TO_TALK_REFUSALS[event.event_type]} refused by the "
+                           "service (is the session's interactivity_type PUSH_TO_TALK, and "
+                           "the button's state what it thinks?)")
         if event.event_type == lar.SESSION_STATE_UPDATED and event.state == lar.CONNECTED:
             self._was_connected = True
         if event.event_type == lar.SESSION_STOPPED and self.state is SessionState.RUNNING:
