@@ -17,6 +17,7 @@ from agent.emulator.livekit_server import LiveKitServer
 from agent.emulator.server import EmulatorServer
 from agent.heygen import api
 from agent.heygen.protocol import interactive as ia
+from agent.heygen.protocol.liveavatar import rest as la
 from tests.speech import speech_wav
 from tests.waiting import eventually, within
 
@@ -550,3 +551,41 @@ async def test_validate_check_key_says_which_api_a_refused_key_is_for(tmp_path: 
             env={"LIVEAVATAR_API_KEY": la_key})
         assert code == 1 and "this is the key in LIVEAVATAR_API_KEY" in err
         assert "heygen.backend: liveavatar" in err and la_key not in err
+
+
+async def test_validate_says_what_a_liveavatar_file_lacks(tmp_path: Path) -> None:
+    """What would fail or fall silent only once billed is said by ``validate``: an avatar
+    the sandbox does not allow is an error (on its line); a FULL session outside the
+    sandbox with no context (its avatar does not answer), and LITE with nothing to say
+    (no brain's TTS), are one warning line each. A complete file says nothing more."""
+
+    def write(name: str, liveavatar: str, rest: str = "") -> str:
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(f"heygen:\n  backend: liveavatar\n  liveavatar:\n{liveavatar}"
+                        f"input: {{type: none}}\noutputs: [{{type: none}}]\n{rest}")
+        return str(path)
+
+    def warnings(err: str) -> list[str]:
+        return [line for line in err.splitlines() if "WARNING" in line]
+
+    code, _, err = await heygen_agent("validate", write(
+        "sandbox", "    sandbox: true\n    avatar_id: some-other-avatar\n"))
+    assert code == 3 and len(err.strip().splitlines()) == 1, err
+    assert "sandbox.yaml:5:" in err and "heygen.liveavatar.avatar_id" in err
+    assert la.SANDBOX_AVATAR_ID in err, "it says which avatar the sandbox takes"
+
+    code, _, err = await heygen_agent("validate", write(
+        "full", "    mode: full\n    avatar_id: my-avatar\n"))
+    assert code == 0 and len(warnings(err)) == 1, err
+    assert "heygen.liveavatar.context_id" in err and "does not answer" in err
+
+    code, _, err = await heygen_agent("validate",
+                                      write("lite", "    mode: lite\n    sandbox: true\n"))
+    assert code == 0 and len(warnings(err)) == 1, err
+    assert "nothing will make the avatar speak" in err
+
+    complete = write("complete", "    mode: full\n    avatar_id: my-avatar\n"
+                                 "    context_id: my-context\n")
+    for path in (complete, "config/liveavatar_full.yaml", "config/liveavatar_lite.yaml"):
+        code, _, err = await heygen_agent("validate", path)
+        assert code == 0 and not warnings(err), (path, err)

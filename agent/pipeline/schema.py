@@ -10,7 +10,16 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated, Literal, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from loguru import logger
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from agent.heygen.backend import (
     DEFAULT_KEEP_ALIVE_S,
@@ -89,6 +98,16 @@ class LiveAvatarSettings(_Strict, _LifeSettings):
     avatar_timeout_s: float = Field(30.0, gt=0)
     #: FULL mode: the user speaks only between push-to-talk start and stop
     push_to_talk: bool = False
+
+    @field_validator("avatar_id")
+    @classmethod
+    def _the_sandbox_avatar(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # the sandbox refuses any other avatar, at the first (billed-looking) start
+        if info.data.get("sandbox") and value not in (None, la.SANDBOX_AVATAR_ID):
+            raise ValueError(
+                f"the sandbox takes only its own avatar, {la.SANDBOX_AVATAR_NAME} "
+                f"({la.SANDBOX_AVATAR_ID}): leave avatar_id unset, or set sandbox: false")
+        return value
 
     @model_validator(mode="after")
     def _an_avatar(self) -> Self:
@@ -258,6 +277,27 @@ class PipelineFile(_Strict):
     outputs: list[Output] = Field(default_factory=lambda: [_default_output()])
     video: HeyGenParams | None = None
     logging: LoggingSection = Field(default_factory=LoggingSection)
+
+    @model_validator(mode="after")
+    def _liveavatar_will_speak(self) -> Self:
+        """Warnings, not errors (a file that runs, to no purpose): a LiveAvatar session
+        the avatar says nothing in. A custom processor could still make it speak (a
+        HeyGenSpeakFrame, its own TTS audio), which is why neither is refused."""
+        heygen = self.heygen
+        if heygen.backend != "liveavatar" or self.brain is not None:
+            return self  # with a brain, its TTS or its text makes the avatar speak
+        settings = heygen.liveavatar or LiveAvatarSettings(sandbox=True)
+        if settings.mode == "full" and not settings.sandbox and not settings.context_id:
+            logger.warning(
+                "heygen.liveavatar.context_id: not set: outside the sandbox a FULL-mode "
+                "avatar with no context does not answer (heygen-agent contexts lists "
+                "yours)")
+        elif settings.mode == "lite":
+            logger.warning(
+                "heygen.liveavatar.mode: lite with no brain: nothing will make the avatar "
+                "speak (LITE lip-syncs your TTS's audio: add a brain with a tts, or use "
+                "mode: full)")
+        return self
 
     @field_validator("processors", mode="before")
     @classmethod
