@@ -43,6 +43,11 @@ async def test_emulate_prints_how_to_use_it_and_serves(livekit: bool) -> None:
         base_url = match.group(1)
         assert f"base_url: {base_url}" in text and "api_key: k-1234567" in text
         assert ("LiveKit: ws://127.0.0.1:" in text) is livekit
+        # LiveAvatar too, from its own variables, with a key it takes
+        la_line = re.search(r"LIVEAVATAR_BASE_URL=(\S+) LIVEAVATAR_API_KEY=(\S+)", text)
+        assert la_line and la_line.group(1) == base_url, text
+        async with api.LiveAvatarClient(la_line.group(2), base_url=base_url) as la_client:
+            assert await la_client.list_public_avatars()
         async with api.HeyGenClient("k-1234567", base_url=base_url) as client:
             answer = await client.new_session(ia.NewSessionRequest())
             assert answer.url.startswith("ws://127.0.0.1:") is livekit

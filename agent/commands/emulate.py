@@ -106,6 +106,8 @@ async def _serve(args: argparse.Namespace) -> int:
 
 
 def describe(server: EmulatorServer, api_keys: list[str] | None) -> str:
+    from agent.emulator.config import EMULATOR_LIVEAVATAR_KEY
+
     key = api_keys[0] if api_keys else "any-key-you-like"
     livekit = server.config.livekit.url if server.config.livekit else "none (no media)"
     lines = [
@@ -128,6 +130,9 @@ def describe(server: EmulatorServer, api_keys: list[str] | None) -> str:
         f"    base_url: {server.base_url}",
         f"    api_key: {key}",
         f"or from the environment: HEYGEN_BASE_URL={server.base_url} HEYGEN_API_KEY={key}",
+        # LiveAvatar keys are not HeyGen's: this one the emulator always takes as LiveAvatar's
+        f"LiveAvatar (heygen.backend: liveavatar): LIVEAVATAR_BASE_URL={server.base_url} "
+        f"LIVEAVATAR_API_KEY={EMULATOR_LIVEAVATAR_KEY}",
         "Ctrl-C stops it.",
     ]
     return "\n".join(lines)
