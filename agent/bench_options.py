@@ -38,7 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="session counts for the sessions-per-machine case")
     parser.add_argument("--soak-s", type=float, default=d.soak_s,
                         help="how long each session count streams")
-    parser.add_argument("--decode", choices=["i420", "rgb", "both"], default="both")
+    parser.add_argument("--decode", choices=["i420", "rgb", "both"], default="both",
+                        help="the video format(s) the avatar's frames are decoded to in the "
+                             "decode cases: i420 (YUV, as received), rgb (converted), or "
+                             "both; default both")
     parser.add_argument("--json", metavar="FILE", help="also write the JSON here")
 
 

@@ -402,8 +402,8 @@ async def test_run_exits_1_with_one_line_when_the_session_cannot_start(tmp_path:
     # one line, with HeyGen's status, code and message
     assert err.splitlines()[-1] == (
         "heygen-agent: the HeyGen session ended: start failed: /v1/streaming.create_token: "
-        "HTTP 401, code 40009: Invalid credentials (a LiveAvatar key works only with "
-        "heygen.backend: liveavatar)")
+        "HTTP 401, code 40009: Invalid credentials (if this is a LiveAvatar key, it works "
+        "only with heygen.backend: liveavatar)")
     assert "wrong-key-123" not in err
 
 
@@ -589,3 +589,59 @@ async def test_validate_says_what_a_liveavatar_file_lacks(tmp_path: Path) -> Non
     for path in (complete, "config/liveavatar_full.yaml", "config/liveavatar_lite.yaml"):
         code, _, err = await heygen_agent("validate", path)
         assert code == 0 and not warnings(err), (path, err)
+
+
+def test_every_option_and_argument_says_what_it_is() -> None:
+    """``--help`` explains every option and positional argument of every command (``bench
+    --decode`` and ``sessions``' ``stop ID`` said nothing)."""
+    import argparse
+
+    from agent.cli import build_parser
+
+    [commands] = [a for a in build_parser()._actions
+                  if isinstance(a, argparse._SubParsersAction)]
+    silent = [(name, action.dest) for name, parser in commands.choices.items()
+              for action in parser._actions if not action.help]
+    assert silent == []
+
+
+def test_json_of_an_empty_listing_is_an_empty_list() -> None:
+    """``--json`` of nothing is ``[]`` (it printed nothing, which no JSON reader takes)."""
+    from agent.commands.catalogue import Table, render
+
+    assert render(Table("avatars", ["AVATAR ID", "NAME"]), as_json=True) == "[]"
+    assert render(Table("avatars", ["AVATAR ID"], [["a"]]), as_json=True) == '{"avatar_id": "a"}'
+
+
+async def test_a_refused_heygen_key_hints_at_liveavatar_only_as_a_possibility() -> None:
+    """A key the Interactive API refuses may be a LiveAvatar key, or just a wrong one: the
+    hint says 'if', not that it is one."""
+    config = EmulatorConfig(api_keys=frozenset({"acct-key-123"}))
+    async with EmulatorServer(config) as server:
+        code, _, err = await heygen_agent("avatars", "--api-key", "wrong-key-000",
+                                          "--base-url", server.base_url)
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert "if this is a LiveAvatar key" in err, err
+
+
+async def test_sessions_stop_id_with_liveavatar_uses_the_recorded_token() -> None:
+    """LiveAvatar stops a session only with its own token: ``sessions stop ID --backend
+    liveavatar`` stops one this machine's record holds the token of; an id it does not
+    hold is one line that says so (and where it would end)."""
+    from agent.heygen.ledger import SessionLedger
+
+    async with EmulatorServer(EmulatorConfig()) as server, api.LiveAvatarClient(
+            "la-stop-key-1", base_url=server.base_url) as client:
+        token = await client.create_session_token(
+            la.TokenRequest(mode=la.Mode.LITE, avatar_id=la.SANDBOX_AVATAR_ID, is_sandbox=True))
+        SessionLedger().add(token.session_id, client.base_url, client.key_fingerprint,
+                            token.session_token.get_secret_value())
+        cli = ("--backend", "liveavatar", "--base-url", server.base_url,
+               "--api-key", "la-stop-key-1")
+        code, out, err = await heygen_agent("sessions", "stop", token.session_id, *cli)
+        assert code == 0 and out.strip() == f"stopped {token.session_id}", (out, err)
+        assert server.emulator.registry.counts()["open"] == 0
+        assert SessionLedger().records() == []
+        code, out, err = await heygen_agent("sessions", "stop", "not-recorded-here", *cli)
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert "not-recorded-here" in err and "token" in err

@@ -27,7 +27,8 @@ COMMANDS: list[tuple[str, str, str]] = [
      "First stops any session a killed heygen-agent process left open, from the local "
      "record. 'sessions stop ID' stops one; 'sessions stop --all' stops every open one. "
      "LiveAvatar lists no sessions by key and stops one only with its own token: with "
-     "--backend liveavatar, the sessions are those this machine's record holds as open."),
+     "--backend liveavatar, the sessions are those this machine's record holds as open, "
+     "and 'stop ID' stops one whose token the record holds."),
 ]
 
 
@@ -46,8 +47,11 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
             parser.add_argument("--realtime", action="store_true",
                                 help="only voices streaming sessions can use (interactive)")
         if name == "sessions":
-            parser.add_argument("action", nargs="?", choices=["stop"])
-            parser.add_argument("session_id", nargs="?")
+            parser.add_argument("action", nargs="?", choices=["stop"],
+                                help="stop: stop the session SESSION_ID (or every one, --all) "
+                                     "instead of listing them")
+            parser.add_argument("session_id", nargs="?",
+                                help="with stop: the id of the session to stop")
             parser.add_argument("--all", action="store_true",
                                 help="with stop: every open session")
             parser.set_defaults(intermixed=parser)  # 'sessions stop --json ID'

@@ -19,7 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.commands import EXIT_ERROR, EXIT_OK, EXIT_USAGE
-from agent.heygen.api import HeyGenClient, HeyGenError, LiveAvatarClient
+from agent.heygen.api import (
+    ConfigurationError,
+    HeyGenClient,
+    HeyGenError,
+    LiveAvatarClient,
+    SessionStateError,
+)
 from agent.heygen.api.base import RestClient
 from agent.heygen.ledger import Record, SessionLedger, stop_left_behind
 
@@ -107,15 +113,32 @@ class LiveAvatarCatalogue(Catalogue):
     async def sessions(self, args: argparse.Namespace) -> Table:
         # LiveAvatar lists no sessions by key, and stops one only with that session's own
         # token: what this machine knows is its local record, which keeps the token.
-        if args.action == "stop":
-            raise Unsupported("stopping by id (LiveAvatar stops a session only with its own "
-                              "token; 'sessions' alone stops those a killed run left)")
         ledger = SessionLedger()
         notes = await _stop_left_behind(self.client, ledger, self.client.stop_recorded)
-        return Table("sessions of this key recorded here as open", ["SESSION ID", "PROCESS"], [
-            [r.session_id, str(r.pid)] for r in ledger.records()
-            if r.base_url == self.client.base_url and r.key == self.client.key_fingerprint],
-            notes)
+        mine = [r for r in ledger.records()
+                if r.base_url == self.client.base_url and r.key == self.client.key_fingerprint]
+        if args.action == "stop":
+            for record in mine if args.all else [self._recorded(ledger, args.session_id)]:
+                try:
+                    await self.client.stop_recorded(record)
+                    notes.append(f"stopped {record.session_id}")
+                except SessionStateError:
+                    notes.append(f"{record.session_id} had already ended")
+                ledger.remove(record.session_id)
+            return Table("sessions stopped", [], notes=notes)
+        return Table("sessions of this key recorded here as open", ["SESSION ID", "PROCESS"],
+                     [[r.session_id, str(r.pid)] for r in mine], notes)
+
+    def _recorded(self, ledger: SessionLedger, session_id: str) -> Record:
+        """The record of ``session_id`` at this service, with the token that stops it."""
+        for record in ledger.records():
+            if (record.session_id == session_id and record.base_url == self.client.base_url
+                    and record.stop_token):
+                return record
+        raise ConfigurationError(
+            f"LiveAvatar session {session_id}: no record on this machine holds its session "
+            f"token (for {self.client.base_url}), and LiveAvatar stops a session only with "
+            "it; a session left open ends after 5 idle minutes")
 
 
 async def _stop_left_behind(client: RestClient, ledger: SessionLedger,
@@ -176,6 +199,8 @@ def render(table: Table, *, as_json: bool = False) -> str:
     if as_json:
         keys = [c.lower().replace(" ", "_") for c in table.columns]
         rows = [json.dumps(dict(zip(keys, row, strict=True))) for row in table.rows]
+        if table.columns and not rows:
+            rows = ["[]"]  # nothing, as JSON a reader takes (an empty output is not JSON)
         return "\n".join([json.dumps({"note": n}) for n in table.notes] + rows)
     lines = list(table.notes)
     if not table.columns:

@@ -268,7 +268,7 @@ class LiveAvatarSession(AvatarSession):
     @property
     def end_command(self) -> str:
         # stopped from the local record, which keeps the session's token
-        return "heygen-agent sessions --backend liveavatar"
+        return f"heygen-agent sessions stop {self.session_id} --backend liveavatar"
 
     async def _stop_at_service(self, session_id: str) -> None:
         assert self._view is not None  # set with the session id

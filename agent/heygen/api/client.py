@@ -24,7 +24,8 @@ SYNC_TASK_TIMEOUT_S = 180.0
 
 
 #: Added to a refused key's error: a LiveAvatar key is the likely mistake.
-KEY_HINT = "a LiveAvatar key works only with heygen.backend: liveavatar"
+KEY_HINT = "if this is a LiveAvatar key, it works only with heygen.backend: liveavatar"
+SAID_SO_HINT = "a LiveAvatar key works only with heygen.backend: liveavatar"
 LIVEAVATAR_KEY_HINT = ("this is the key in LIVEAVATAR_API_KEY; the Interactive API takes a "
                        "HeyGen key (HEYGEN_API_KEY), or set heygen.backend: liveavatar")
 
@@ -43,7 +44,7 @@ class HeyGenClient(RestClient):
     other_service: ClassVar[Service | None] = LIVEAVATAR
     key_hint: ClassVar[str] = KEY_HINT
     other_key_hint: ClassVar[str] = LIVEAVATAR_KEY_HINT
-    said_so_hint: ClassVar[str] = KEY_HINT
+    said_so_hint: ClassVar[str] = SAID_SO_HINT
 
     # ------------------------------------------------------------------ endpoints
 
