@@ -32,8 +32,12 @@ from agent.emulator.livekit_server import LiveKitServer
 from agent.emulator.server import EmulatorServer
 from agent.emulator.video import read_stamp
 from agent.heygen import api
-from agent.heygen.events import AvatarEvent
-from agent.heygen.frames import I420, HeyGenAvatarTranscriptFrame, HeyGenSpeakFrame
+from agent.heygen.frames import (
+    I420,
+    HeyGenAvatarTranscriptFrame,
+    HeyGenPushToTalkFrame,
+    HeyGenSpeakFrame,
+)
 from agent.heygen.protocol import interactive as ia
 from agent.heygen.protocol import voice_chat as vc
 from agent.heygen.session import SessionOptions
@@ -41,7 +45,13 @@ from agent.heygen.transport import HeyGenParams, HeyGenTransport
 from agent.media.vad import silero_vad
 from agent.media.wav_file import read_wav
 from agent.media.wav_source import WavFileInput
-from tests.backends import Backend, both_backends
+from tests.backends import (
+    INTERACTIVE,
+    INTERACTIVE_LIVEKIT_VOICE,
+    LIVEAVATAR,
+    Backend,
+    both_backends,
+)
 from tests.emulator_admin import set_faults
 from tests.pipeline_helpers import Collector, run_until
 from tests.rooms import subscriptions
@@ -314,61 +324,85 @@ async def test_slow_pushing_drops_oldest_video_and_says_so(
     assert gaps.min() >= 1 and gaps.mean() > 3, "what got through was the newest, not a backlog"
 
 
-@pytest.mark.parametrize("livekit_voice", [False, True], ids=["websocket", "livekit"])
-async def test_push_to_talk(emulator: EmulatorServer, livekit_voice: bool) -> None:
-    """The user's turn is what they held the button for, sent as LiveKit data messages;
-    the audio goes on the socket or, with the LiveKit voice transport, as a room track."""
-    import asyncio
+class Talker(FrameProcessor):
+    """A user at a push-to-talk button: audio only when the test says, in real time (on
+    deadlines: a busy machine must not stretch a turn a track plays out in real time),
+    and the button's presses in the same stream, so they keep their order with it."""
 
-    from agent.heygen.session import HeyGenSession, SessionListener
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        await self.push_frame(frame, direction)
 
-    class Events(SessionListener):
-        def __init__(self) -> None:
-            self.chat: list[str] = []
-
-        async def on_event(self, event: AvatarEvent) -> None:
-            if isinstance(event.raw, vc.VoiceChatEvent):  # what came on the socket
-                self.chat.append(event.raw.type)
-
-    async def speak(pcm: bytes) -> None:
-        """As a microphone delivers it: 20 ms at a time, in real time (on deadlines: a
-        busy machine must not stretch the turn a track plays out in real time)."""
+    async def say(self, pcm: bytes, sample_rate: int = 16000) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time()
-        for i in range(0, len(pcm), 640):
-            await session.send_audio(pcm[i : i + 640], 16000)
+        step = sample_rate // 50 * 2  # 20 ms
+        for i in range(0, len(pcm), step):
+            await self.push_frame(InputAudioRawFrame(audio=pcm[i : i + step],
+                                                     sample_rate=sample_rate, num_channels=1))
             deadline += 0.02
             await asyncio.sleep(max(0.0, deadline - loop.time()))
 
-    listener = Events()
-    request = ia.NewSessionRequest(ia_is_livekit_transport=livekit_voice)
-    async with api.HeyGenClient("ptt-key-123456", base_url=emulator.base_url) as client:
-        options = SessionOptions(request=request, push_to_talk=True, keep_alive_interval_s=None)
-        async with HeyGenSession(client, options, listener) as session:
-            talk = np.sin(np.arange(16000) / 16000 * 2 * np.pi * 200) * 8000
-            await speak(bytes(16000))  # 0.5 s of quiet before the button: not in the turn
-            await session.push_to_talk(True)
-            await speak(talk.astype("<i2").tobytes())  # 1 s
-            await asyncio.sleep(0.1)
-            await session.push_to_talk(False)
-            await eventually(lambda: "user_stop" in listener.chat, "user_stop")
-            emulated = emulator.emulator.registry.get(session.session_id or "")
-            await eventually(lambda: bool(emulated.tasks), "the avatar's answer")
-            assert emulated.push_to_talk_events == ["start", "stop"]
-            assert listener.chat == ["user_start", "user_stop"]
-            said = emulated.tasks[0]["text"]
-            heard_s = float(said.split()[2])
-            # On the socket the turn is exactly the audio sent while held; a track plays
-            # out in real time, so the room heard it give or take the button's timing.
-            if livekit_voice:
-                assert emulated.audio.frames == 0 and emulated.audio.room_seconds > 1.4
-                assert 0.8 <= heard_s <= 1.5, said
-            else:
-                assert emulated.audio.room_seconds == 0
-                assert said == "I heard 1.0 seconds of speech."
-    plain = HeyGenSession(client, SessionOptions())
-    with pytest.raises(RuntimeError, match="push-to-talk"):
-        await plain.push_to_talk(True)
+    async def press(self, talking: bool) -> None:
+        await self.push_frame(HeyGenPushToTalkFrame(talking=talking))
+
+
+@pytest.mark.parametrize("backend", [INTERACTIVE, INTERACTIVE_LIVEKIT_VOICE, LIVEAVATAR],
+                         ids=str)
+async def test_push_to_talk(emulator: EmulatorServer, backend: Backend) -> None:
+    """The user's turn is what they said while they held the button (pressed and released
+    as frames through the transport); HeyGen's brain hears that turn and answers it, and
+    the user's and the avatar's events come back as for any turn."""
+    transport = HeyGenTransport(api_key=backend.key, base_url=emulator.base_url,
+                                session_options=backend.push_to_talk())
+    told: list[str] = []
+    answers: list[str] = []
+    answered = asyncio.Event()
+    for name in ("on_user_started_speaking", "on_user_stopped_speaking"):
+        transport.add_event_handler(name, lambda t, name=name: told.append(name))
+
+    @transport.event_handler("on_avatar_transcript")
+    async def avatar(t: HeyGenTransport, text: str) -> None:
+        answers.append(text)
+        answered.set()
+
+    talker = Talker()
+    talk = (np.sin(np.arange(16000) / 16000 * 2 * np.pi * 200) * 8000).astype("<i2").tobytes()
+
+    async def turn() -> None:
+        await transport.session_running.wait()
+        await talker.say(bytes(16000))  # 0.5 s of quiet before the button: not in the turn
+        await talker.press(True)
+        await talker.say(talk)  # 1 s
+        await talker.press(False)
+        await answered.wait()
+
+    await run_until([talker, transport.output(), transport.input(), Collector()], turn(),
+                    "the avatar answered the turn")
+    [emulated] = list(emulator.emulator.registry)
+    assert emulated.push_to_talk_events == ["start", "stop"]
+    assert told == ["on_user_started_speaking", "on_user_stopped_speaking"]
+    [said] = answers
+    assert said.startswith("I heard "), said
+    heard_s = float(said.split()[2])
+    # On a socket the turn is exactly the audio sent while held; a track plays out in
+    # real time, so the room heard it give or take the button's timing.
+    if transport.session.microphone_is_track:
+        assert emulated.audio.frames == 0 and emulated.audio.room_seconds > 1.4
+        assert 0.8 <= heard_s <= 1.5, said
+    else:
+        assert emulated.audio.room_seconds == 0
+        assert said == "I heard 1.0 seconds of speech."
+    assert not emulated.state.open
+
+
+async def test_push_to_talk_needs_a_session_made_for_it() -> None:
+    """An Interactive session without push-to-talk refuses the button before any call."""
+    from agent.heygen.session import HeyGenSession
+
+    async with api.HeyGenClient("ptt-key-123456", base_url="http://127.0.0.1:9") as client:
+        with pytest.raises(RuntimeError, match="push-to-talk"):
+            await HeyGenSession(client, SessionOptions()).push_to_talk(True)
 
 
 class Microphone(FrameProcessor):
@@ -581,46 +615,6 @@ async def test_a_burst_of_speech_into_the_microphone_track_is_kept_whole(
         heard_s = float(emulated.tasks[0]["text"].split()[2])
         assert heard_s == pytest.approx(0.6, abs=0.1), emulated.tasks[0]["text"]
         assert session.microphone_dropped_s > 0.2, "the lag was won back in the pause"
-
-
-async def test_liveavatar_push_to_talk(emulator: EmulatorServer) -> None:
-    """LiveAvatar FULL with push-to-talk: the turn is what was said while held; the
-    service's answers to the button come back as events, and HeyGen's brain answers."""
-    import asyncio
-
-    from agent.heygen.events import AvatarTranscript
-    from agent.heygen.liveavatar import LiveAvatarOptions, LiveAvatarSession
-    from agent.heygen.protocol.liveavatar import rest as la
-    from agent.heygen.protocol.liveavatar import room as lar
-    from agent.heygen.session import SessionListener
-
-    class Events(SessionListener):
-        def __init__(self) -> None:
-            self.kinds: list[str] = []
-            self.answered = asyncio.Event()
-
-        async def on_event(self, event: AvatarEvent) -> None:
-            if isinstance(event.raw, lar.Event):
-                self.kinds.append(event.raw.event_type)
-            if isinstance(event, AvatarTranscript):
-                self.answered.set()
-
-    request = la.TokenRequest(mode=la.Mode.FULL, avatar_id=la.SANDBOX_AVATAR_ID,
-                              is_sandbox=True, interactivity_type=la.PUSH_TO_TALK)
-    listener = Events()
-    async with api.LiveAvatarClient("ptt-la-key-1", base_url=emulator.base_url) as client:
-        options = LiveAvatarOptions(request=request, keep_alive_interval_s=None)
-        async with LiveAvatarSession(client, options, listener) as session:
-            talk = (np.sin(np.arange(16000) / 16000 * 2 * np.pi * 200) * 8000).astype("<i2")
-            await session.push_to_talk(True)
-            for i in range(0, len(talk.tobytes()), 640):  # 1 s, as a microphone delivers it
-                await session.send_audio(talk.tobytes()[i : i + 640], 16000)
-                await asyncio.sleep(0.02)
-            await session.push_to_talk(False)
-            await within(listener.answered.wait(), "HeyGen's brain answered the turn")
-    assert listener.kinds.index(lar.USER_PUSH_TO_TALK_STARTED) < listener.kinds.index(
-        lar.USER_PUSH_TO_TALK_STOPPED) < listener.kinds.index(lar.USER_TRANSCRIPTION)
-    assert emulator.emulator.registry.counts()["open"] == 0
 
 
 async def test_liveavatar_full_says_which_participant_never_came(
