@@ -197,3 +197,18 @@ async def test_push_to_talk_refusals_are_one_warning_each(
     warnings = [line for line in captured_logs if "push-to-talk" in line and "WARNING" in line]
     assert len(warnings) == 2, warnings
     assert "start" in warnings[0] and "stop" in warnings[1]
+
+
+async def test_a_keep_alive_refused_after_an_early_stop_confirms_it(
+    emulator: EmulatorServer,
+) -> None:
+    """The confirmation asks whether the session still takes a keep-alive: a refusal of
+    any kind (LiveAvatar publishes no code for 'ended') means it does not, and the stop
+    held; it is not reported as a session maybe left open."""
+    await set_faults(emulator, fail_next={"path": la.KEEP_ALIVE.path, "status": 401,
+                                          "code": 4001, "message": "Invalid session token"})
+    session = await stop_before_connected(emulator, deadline_s=20.0)
+    assert not only_session(emulator).state.open
+    assert emulator.emulator.requests[STOP_PATH] == 1
+    assert emulator.emulator.requests[la.KEEP_ALIVE.path] == 1
+    assert session.stop_error is None

@@ -34,6 +34,7 @@ from websockets.asyncio.client import connect as ws_connect
 
 from agent.heygen import events as ev
 from agent.heygen.api import (
+    APIError,
     HeyGenError,
     InvalidResponseError,
     LiveAvatarClient,
@@ -279,13 +280,19 @@ class LiveAvatarSession(AvatarSession):
     async def _confirm_stopped(self, session_id: str) -> None:
         """A stop before ``connected`` has been seen to leave the session open and billed
         (heygen-protocol.md §5): confirm it with a call that a session still open answers
-        (keep-alive) and an ended one refuses; still open raises, and the stop is sent
-        again until the stop deadline."""
+        (keep-alive) and an ended one refuses; still open (or no answer either way)
+        raises a retryable error, and the stop is sent again until the stop deadline."""
         assert self._view is not None
         try:
             await self._view.keep_alive()
-        except SessionStateError:
-            return  # ended: the stop held
+        except APIError as exc:
+            # LiveAvatar publishes no code for "ended": any refusal that is not a passing
+            # trouble (overload, rate limit) says the session no longer takes calls.
+            if isinstance(exc, SessionStateError) or not exc.retryable:
+                logger.debug(f"LiveAvatar session {session_id}: keep-alive after the stop "
+                             f"refused ({exc}): the stop held")
+                return
+            raise
         raise StopNotConfirmed(
             f"LiveAvatar session {session_id}: stopped before 'connected', and still open")
 
