@@ -15,6 +15,11 @@ sessions take only Wayne and end after about a minute; every session ends after 
 without activity. What the avatar does once a session starts is :func:`on_started`'s:
 FULL mode's brain is :mod:`agent.emulator.liveavatar_full`, LITE mode's socket
 :mod:`agent.emulator.liveavatar_lite`.
+
+Beyond the shared faults, what clients must survive of this service alone: an answer
+lacking fields (``omit_fields``), a stop before ``connected`` answered and ignored, as the
+real service has been seen to (``ignore_stops_before_connected``), and a FULL session's
+agent that never joins its room (``liveavatar_agent_absent``).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@
 billing starts, the avatar joins) → the LiveKit room, and in LITE mode the WebSocket →
 keep-alive on a timer → ``sessions/stop``. The rule every session keeps (stop on every way
 out, confirmed or said) and what both backends share live in :mod:`agent.heygen.backend`;
-this module holds what is LiveAvatar's alone (heygen-protocol.md §5):
+this module holds what is LiveAvatar's alone (heygen-protocol.md §5), such as confirming a
+stop sent before ``connected`` (the service has been seen to leave those sessions open):
 
 - FULL mode (HeyGen's brain): the user's microphone is a track in the room; commands are
   data messages on ``agent-control``; events come on ``agent-response``, from the avatar
