@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from livekit import rtc
 
+from agent.cli import parse
 from agent.emulator.config import EMULATOR_LIVEAVATAR_KEY
 from agent.emulator.livekit_server import LiveKitServer
 from agent.emulator.server import EmulatorServer
@@ -103,7 +104,10 @@ async def test_a_stop_that_never_holds_is_said_with_the_command_that_ends_it(
     assert session.stop_error is not None and "still open" in session.stop_error
     assert emulated.session_id in session.stop_error
     assert session.end_command == (
-        f"heygen-agent sessions stop {emulated.session_id} --backend liveavatar")
+        f"heygen-agent sessions --backend liveavatar stop {emulated.session_id}")
+    args = parse(session.end_command.split()[1:])
+    assert (args.backend, args.action, args.session_id) == (
+        "liveavatar", "stop", emulated.session_id)
 
 
 class Heard(SessionListener):

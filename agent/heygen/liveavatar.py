@@ -270,7 +270,7 @@ class LiveAvatarSession(AvatarSession):
     @property
     def end_command(self) -> str:
         # stopped from the local record, which keeps the session's token
-        return f"heygen-agent sessions stop {self.session_id} --backend liveavatar"
+        return f"heygen-agent sessions --backend liveavatar stop {self.session_id}"
 
     async def _stop_at_service(self, session_id: str) -> None:
         assert self._view is not None  # set with the session id
