@@ -206,6 +206,8 @@ async def _main(file: PipelineFile, specs: list[ProcessorSpec], args: argparse.N
             return EXIT_CONFIG
         transport = avatar_transport(file, base_url=base_url, api_key=api_key)
         supervisor = Supervisor(transport, args.duration)
+        if file.heygen.emulator:
+            supervisor.watchdog.at_exit(livekit.kill_now)  # never outlives us
         with supervisor.signals():
             if not args.start_after_build:
                 # The rest of the pipeline (its imports, the VAD's model) takes about as

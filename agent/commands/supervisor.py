@@ -13,17 +13,29 @@ bills every minute that follows, so the rules here are:
 - a processor failing :data:`MAX_ERRORS` times within :data:`ERROR_WINDOW_S` ends the run
   the same way, with one line naming it;
 - the session is stopped on every one of these ways out, and a stop HeyGen did not
-  confirm is said with the session's id and the command that ends it.
+  confirm is said with the session's id and the command that ends it;
+- all of this needs the event loop, which a processor can block (``time.sleep`` in
+  ``process_frame``: the loop's own signal handlers never run, and only SIGKILL ended the
+  run, its session left open). So the signals are taken by a plain ``signal.signal``
+  handler, which runs in the main thread between bytecodes even then; it hands the signal
+  to the loop and tells a :class:`Watchdog` thread, which ends the process itself (the
+  sessions stopped with blocking calls, a LiveKit server it started killed) when the loop
+  has not taken a signal within :data:`ACK_S`, or at a second signal the loop has not
+  taken the first of.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterator
+from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from loguru import logger
@@ -47,6 +59,10 @@ ERROR_WINDOW_S = 5.0
 LEFTOVER_TASKS_S = 3.0
 
 EXIT_SIGNAL = {"SIGINT": EXIT_INTERRUPTED, "SIGTERM": EXIT_TERMINATED}
+#: How long the event loop has to take a signal before the watchdog ends the process.
+ACK_S = 3.0
+#: The watchdog's blocking stop of one session: one attempt, this long at most.
+BLOCKING_STOP_S = 5.0
 
 
 class Supervisor:
@@ -66,19 +82,27 @@ class Supervisor:
         self._errors: deque[float] = deque()
         self._ending_reasons: set[str] = set()
         self._forced = False  # abandoned on a signal, not on a failure
+        self.watchdog = Watchdog(self._stop_blocking)
         transport.add_event_handler("on_session_ended", self._on_session_ended)
 
     @contextlib.contextmanager
     def signals(self) -> Iterator[None]:
         """SIGINT and SIGTERM are ours (see the module) while inside."""
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self._on_signal, sig.name)
+
+        def handle(signum: int, frame: FrameType | None) -> None:
+            # The main thread, between two bytecodes: whatever the loop is doing.
+            name = signal.Signals(signum).name
+            self.watchdog.signalled(name)
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                loop.call_soon_threadsafe(self._on_signal, name)
+
+        previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             yield
         finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     async def build(self, make: Coroutine[Any, Any, T]) -> T | None:
         """``make`` (the pipeline, built while the session starts), or ``None`` if a
@@ -145,6 +169,7 @@ class Supervisor:
     # ------------------------------------------------------------------ ways out
 
     def _on_signal(self, name: str) -> None:
+        self.watchdog.acknowledged()
         self._signals.append(name)
         if len(self._signals) == 1:
             logger.warning(f"{name}: stopping the session and the pipeline "
@@ -193,6 +218,36 @@ class Supervisor:
             async with asyncio.timeout(LEFTOVER_TASKS_S):
                 await running
 
+    def _stop_blocking(self) -> list[str]:
+        """From the watchdog's thread, the loop blocked: stop this process's open sessions
+        with blocking calls (the ledger knows them; the client still holds the key).
+        Returns a line for each that may still be open."""
+        from agent.heygen.api import HeyGenError, SessionStateError
+        from agent.heygen.backend import SessionState
+        from agent.heygen.ledger import Record, SessionLedger
+
+        client, session = self.transport.client, self.transport.session
+        records = {r.session_id: r for r in SessionLedger().records()
+                   if r.pid == os.getpid() and r.key == client.key_fingerprint}
+        if session.session_id is not None and session.session_id not in records \
+                and session.state is not SessionState.STOPPED:
+            # not recorded (records turned off): the id and the key are enough
+            records[session.session_id] = Record(session.session_id, client.base_url,
+                                                 client.key_fingerprint, os.getpid(), "", 0.0)
+        left = []
+        for record in records.values():
+            try:
+                client.stop_blocking(record, BLOCKING_STOP_S)
+            except SessionStateError:
+                pass  # it had ended
+            except HeyGenError as exc:
+                left.append(f"HeyGen session {record.session_id} may still be open (billed): "
+                            f"{exc}; end it with: {session.end_command}")
+                continue
+            SessionLedger().remove(record.session_id)
+            logger.info(f"HeyGen session {record.session_id} stopped (by the watchdog)")
+        return left
+
     def exit_code(self) -> int:
         """Say why the run failed (its first cause, and a session left open, each one
         line) and return the exit code."""
@@ -210,6 +265,78 @@ class Supervisor:
         if self._forced and len(self.failures) == 1 and session.stop_error is None:
             return EXIT_SIGNAL.get(self._signals[-1], EXIT_ERROR)
         return EXIT_ERROR
+
+
+class Watchdog:
+    """Ends the process when its event loop does not take a signal (see the module).
+
+    :meth:`signalled` is called by the signal handler, :meth:`acknowledged` by the loop
+    once it has the signal. The thread starts at the first signal; when the loop has not
+    taken a signal within :data:`ACK_S` (or a second signal comes before it took the
+    first), it calls ``stop_sessions``, then each of :meth:`at_exit`'s callables (a child
+    process that would outlive us), says why in one line and leaves with the signal's exit
+    code (1 if a session may still be open)."""
+
+    def __init__(self, stop_sessions: Callable[[], list[str]]) -> None:
+        self._stop_sessions = stop_sessions
+        self._cleanups: list[Callable[[], None]] = []
+        self._condition = threading.Condition()
+        self._signals: list[tuple[str, float]] = []
+        self._acknowledged = 0
+        self._thread: threading.Thread | None = None
+
+    def at_exit(self, cleanup: Callable[[], None]) -> None:
+        self._cleanups.append(cleanup)
+
+    def signalled(self, name: str) -> None:
+        with self._condition:
+            self._signals.append((name, time.monotonic()))
+            self._condition.notify()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._watch, name="signal-watchdog",
+                                            daemon=True)
+            self._thread.start()
+
+    def acknowledged(self) -> None:
+        with self._condition:
+            self._acknowledged += 1
+            self._condition.notify()
+
+    def _watch(self) -> None:
+        with self._condition:
+            while True:
+                pending = self._signals[self._acknowledged:]
+                if not pending:
+                    self._condition.wait()
+                    continue
+                name, at = pending[0]
+                if self._acknowledged == 0 and len(pending) > 1:
+                    why = f"a second {pending[-1][0]} before the event loop took the first"
+                    name = pending[-1][0]
+                    break
+                left = at + ACK_S - time.monotonic()
+                if left <= 0:
+                    why = f"the event loop did not answer {name} within {ACK_S:g} s"
+                    break
+                self._condition.wait(left)
+        self._end(why, name)
+
+    def _end(self, why: str, name: str) -> None:
+        print(f"heygen-agent: {why} (something blocks it: a processor's blocking call?); "
+              "stopping the session without it", file=sys.stderr, flush=True)
+        try:
+            left = self._stop_sessions()
+        except Exception as exc:  # the process ends whatever happens here
+            left = [f"the session could not be stopped: {exc!r}"]
+        for cleanup in self._cleanups:
+            with contextlib.suppress(Exception):
+                cleanup()
+        print(f"heygen-agent: stopped at once: {why}", file=sys.stderr)
+        for line in left:
+            print(f"heygen-agent: {line}", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_ERROR if left else EXIT_SIGNAL.get(name, EXIT_ERROR))
 
 
 async def _first(*waits: Coroutine[Any, Any, Any] | asyncio.Task[Any]) -> None:

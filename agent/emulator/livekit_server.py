@@ -13,6 +13,7 @@ import os
 import random
 import secrets
 import shutil
+import signal
 import socket
 import tempfile
 from pathlib import Path
@@ -157,6 +158,14 @@ class LiveKitServer:
             return " | ".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
+
+    def kill_now(self) -> None:
+        """Kill the server at once, from any thread (a process ending without its event
+        loop: the server would otherwise outlive it)."""
+        process = self._process
+        if process is not None and process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGKILL)
 
     async def stop(self) -> None:
         process, self._process = self._process, None

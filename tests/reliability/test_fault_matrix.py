@@ -42,7 +42,11 @@ START = "/v1/streaming.start"
 STOP = "/v1/streaming.stop"
 
 PROCESSORS = '''
-from pipecat.frames.frames import Frame, InputAudioRawFrame
+import asyncio
+import time
+from pathlib import Path
+
+from pipecat.frames.frames import Frame, InputAudioRawFrame, StartFrame, SystemFrame
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 
@@ -61,6 +65,29 @@ class FailsOnce(FrameProcessor):
             FailsOnce.failed = True
             raise RuntimeError("one bad frame")
         await self.push_frame(frame, direction)
+
+
+class Block(SystemFrame):
+    pass
+
+
+class BlocksTheLoop(FrameProcessor):
+    """Once the file ``block`` appears (the test makes it once the session runs), its
+    process_frame sleeps 120 s: the event loop stops."""
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, Block):
+            print("blocking the loop", flush=True)
+            time.sleep(120)
+        await self.push_frame(frame, direction)
+        if isinstance(frame, StartFrame):
+            self._waiting = asyncio.create_task(self._wait_for_the_file())
+
+    async def _wait_for_the_file(self) -> None:
+        while not Path("block").exists():
+            await asyncio.sleep(0.05)
+        await self.queue_frame(Block())
 '''
 
 
@@ -255,6 +282,26 @@ async def test_a_second_signal_stops_at_once(matrix: Matrix) -> None:
 
 
 # ---------------------------------------------------------------- processors
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_a_processor_that_blocks_the_loop(matrix: Matrix, sig: signal.Signals) -> None:
+    """A signal handler of the event loop cannot run while a processor blocks the loop:
+    the process still ends within seconds, having stopped its session itself."""
+    file = matrix.write(processors="processors: [matrix_processors:BlocksTheLoop]\n")
+    child = await matrix.run(file=file)
+    await child.read_until("voice chat connected")
+    (matrix.directory / "block").touch()
+    await child.read_until("blocking the loop")
+    started = time.monotonic()
+    child.signal(sig)
+    code = await child.wait()
+    assert time.monotonic() - started < 10, "the signal was ignored while the loop was blocked"
+    expected = {signal.SIGTERM: 143, signal.SIGINT: 130}[sig]
+    await finish(matrix, child, code, expected,
+                 rf"stopped at once: the event loop did not answer {sig.name}",
+                 f"blocked-loop-{sig.name}", "streaming", f"processor blocks the loop, {sig.name}",
+                 f"the session stopped from a watchdog thread; exit {expected}")
 
 
 @pytest.mark.parametrize("which", ["FailsAlways", "FailsOnce"])

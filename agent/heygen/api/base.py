@@ -39,7 +39,7 @@ from agent.heygen.api.errors import (
     WrongServiceKeyError,
     api_error,
 )
-from agent.heygen.ledger import fingerprint
+from agent.heygen.ledger import Record, fingerprint
 from agent.heygen.protocol._rest import Endpoint
 from agent.heygen.protocol.errors import ProtocolError
 from agent.heygen.redact import Redactor
@@ -230,22 +230,48 @@ class RestClient:
                 headers=self._headers(endpoint),
                 timeout=timeout,
             )
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            reason = self._redact(str(exc)) or type(exc).__name__
-            raise ConnectError(
-                f"{endpoint.path}: cannot connect to {self._host}: {reason}") from None
-        except httpx.TimeoutException:
-            raise RequestTimeout(
-                f"{endpoint.path}: no answer from {self._host} within the timeout") from None
         except httpx.HTTPError as exc:
-            reason = self._redact(str(exc)) or type(exc).__name__
-            raise TransportError(f"{endpoint.path}: {reason}") from None
+            raise self._transport_error(endpoint, exc) from None
         elapsed_ms = (time.perf_counter() - started) * 1000
         logger.debug(
             f"{self.service.name} {endpoint.method} {endpoint.path} → {response.status_code} "
             f"in {elapsed_ms:.0f} ms"
         )
         return self._answer(endpoint, response, _json_or_none(response))
+
+
+    def _transport_error(self, endpoint: Endpoint, exc: httpx.HTTPError) -> TransportError:
+        """The typed, redacted error for a request that got no answer."""
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+            reason = self._redact(str(exc)) or type(exc).__name__
+            return ConnectError(f"{endpoint.path}: cannot connect to {self._host}: {reason}")
+        if isinstance(exc, httpx.TimeoutException):
+            return RequestTimeout(f"{endpoint.path}: no answer from {self._host} within the "
+                                  "timeout")
+        return TransportError(f"{endpoint.path}: {self._redact(str(exc)) or type(exc).__name__}")
+
+    # ------------------------------------------------------------------ from any thread
+
+    def _stop_call(self, record: Record) -> tuple[Endpoint, dict[str, Any] | None]:
+        """The endpoint and body that stop the session of ``record`` (the subclass's
+        protocol module builds them)."""
+        raise NotImplementedError
+
+    def stop_blocking(self, record: Record, timeout: float) -> None:
+        """Stop the session of ``record`` with one blocking call, from any thread: for a
+        process whose event loop no longer runs (a processor blocks it), where nothing
+        awaited can. Authenticates with the record's session token when it has one, else
+        with the key this client holds in memory. Raises the :class:`HeyGenError` that
+        :meth:`_send` would."""
+        endpoint, body = self._stop_call(record)
+        view = self.with_session_token(record.stop_token) if record.stop_token else self
+        try:
+            with httpx.Client(timeout=timeout) as http:
+                response = http.request(endpoint.method, self.base_url + endpoint.path,
+                                        json=body, headers=view._headers(endpoint))
+        except httpx.HTTPError as exc:
+            raise self._transport_error(endpoint, exc) from None
+        self._answer(endpoint, response, _json_or_none(response))
 
 
 def may_retry(endpoint: Endpoint, error: HeyGenError) -> bool:

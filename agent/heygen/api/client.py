@@ -14,6 +14,7 @@ from typing import Any, ClassVar, TypeVar
 from pydantic import BaseModel, SecretStr
 
 from agent.heygen.api.base import RestClient
+from agent.heygen.ledger import Record
 from agent.heygen.protocol import interactive as ia
 from agent.heygen.settings import HEYGEN, LIVEAVATAR, Service
 
@@ -97,6 +98,9 @@ class HeyGenClient(RestClient):
 
     async def stop_session(self, session_id: str) -> None:
         await self._send(ia.STOP, _session(session_id))
+
+    def _stop_call(self, record: Record) -> tuple[ia.Endpoint, dict[str, Any] | None]:
+        return ia.STOP, _session(record.session_id)
 
     async def list_sessions(self) -> list[ia.SessionInfo]:
         body = await self._send(ia.LIST_SESSIONS, None)

@@ -97,6 +97,14 @@ class LiveAvatarClient(RestClient):
         view = self.with_session_token(record.stop_token)
         await view.stop_session(record.session_id, reason="left open by a process that ended")
 
+    def _stop_call(self, record: Record) -> tuple[Endpoint, dict[str, Any] | None]:
+        if not record.stop_token:
+            raise ConfigurationError(
+                f"LiveAvatar session {record.session_id}: no session token to stop it with")
+        body = la.StopRequest(session_id=record.session_id,
+                              reason="the process that runs it was stopped at once")
+        return la.STOP, body.to_body()
+
     # ------------------------------------------------------------------ catalogue
 
     async def list_avatars(self) -> list[la.Avatar]:
