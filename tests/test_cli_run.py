@@ -645,3 +645,25 @@ async def test_sessions_stop_id_with_liveavatar_uses_the_recorded_token() -> Non
         code, out, err = await heygen_agent("sessions", "stop", "not-recorded-here", *cli)
     assert code == 1 and len(err.strip().splitlines()) == 1, err
     assert "not-recorded-here" in err and "token" in err
+
+
+async def test_a_key_pasted_as_the_base_url_host_is_never_echoed(
+    tmp_path: Path, state_dir: Path
+) -> None:
+    """``https://<key>`` passes the file's check (it is a well-formed URL); every call
+    then fails to connect, and the retry warnings and the last line named the host: the
+    key, lowercased. A host is echoed only when it looks like one."""
+    pasted = "sk-REALLOOKINGKEY123456abcdef"
+    config = tmp_path / "pasted.yaml"
+    config.write_text(f"heygen: {{base_url: 'https://{pasted}', api_key: k-123456}}\n"
+                      "input: {type: none}\noutputs: [{type: none}]\nvad: null\n"
+                      "logging: {level: TRACE}\n")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "agent", "run", str(config), "--no-status", cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    raw, _ = await within(process.communicate(), "the run ended", 60)
+    out = raw.decode()
+    assert process.returncode == 1, out[-3000:]
+    assert "retry 1" in out and "the base_url's host" in out, out[-3000:]
+    assert pasted.lower() not in out.lower(), out[-3000:]
+    assert "cannot connect to the base_url's host" in out.splitlines()[-1], out[-3000:]

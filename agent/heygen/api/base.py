@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import ipaddress
 import random
 import time
 from collections.abc import Callable
@@ -78,6 +79,10 @@ class RestClient:
         self._session_token: str | None = None
         self._redact = Redactor()
         self._redact.add(self._api_key)
+        host = httpx.URL(self.base_url).host
+        if not looks_like_a_host(host):  # what the network library says may name it
+            for text in (host, host.lower(), self.base_url.split("://", 1)[-1].split("/")[0]):
+                self._redact.add(text)
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
@@ -86,8 +91,12 @@ class RestClient:
 
     @property
     def _host(self) -> str:
-        """Where the calls go, for errors: host and port only (never a user or query)."""
+        """Where the calls go, for errors: host and port only (never a user or query), and
+        only when the host looks like one: a key pasted after ``https://`` is a valid URL,
+        and its "host" (the key, lowercased) must not be printed."""
         url = httpx.URL(self.base_url)
+        if not looks_like_a_host(url.host):
+            return "the base_url's host"
         return f"{url.host}:{url.port}" if url.port else url.host
 
     @property
@@ -272,6 +281,15 @@ class RestClient:
         except httpx.HTTPError as exc:
             raise self._transport_error(endpoint, exc) from None
         self._answer(endpoint, response, _json_or_none(response))
+
+
+def looks_like_a_host(host: str) -> bool:
+    """A host name (with a dot), ``localhost`` or an IP address: a name worth echoing."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return "." in host or host.lower() == "localhost"
+    return True
 
 
 def may_retry(endpoint: Endpoint, error: HeyGenError) -> bool:
