@@ -185,12 +185,32 @@ REST_HANDLERS: dict[ia.Endpoint, RestHandler] = {
 }
 
 
+#: Calls HeyGen carries out even when the client has stopped waiting for the answer (it
+#: does not know): a ``new`` whose client timed out still creates the (billed) session.
+FINISHED_REGARDLESS = frozenset({ia.NEW})
+
+
 def rest_route(endpoint: ia.Endpoint, handler: RestHandler) -> Handler:
     async def answer(em: Emulator, request: web.Request) -> web.Response:
         owner, token = em.authenticate(request, endpoint)
         return ok(await handler(em, request, owner, token))
 
-    return guarded(endpoint.path, answer)
+    route = guarded(endpoint.path, answer)
+    return finished_regardless(route) if endpoint in FINISHED_REGARDLESS else route
+
+
+def finished_regardless(route: Handler) -> Handler:
+    """``route``, run to its end even when the client disconnects (aiohttp then cancels
+    the handler; HeyGen's servers would go on)."""
+
+    async def shielded(request: web.Request) -> web.StreamResponse:
+        await request.read()  # it came with the request; kept for the handler
+        task = asyncio.ensure_future(route(request))
+        # the answer no one waits for any more: its error, if any, is retrieved here
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        return await asyncio.shield(task)
+
+    return shielded
 
 
 # ---------------------------------------------------------------------- admin

@@ -48,6 +48,9 @@ class FaultSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     latency_ms: float | None = Field(None, ge=0, description="added to every REST answer")
+    latency_path: str | None = Field(
+        None, description="the latency is added only to requests to this path (a slow "
+        "step, e.g. streaming.new past the client's timeout)")
     fail_next: FailNext | None = None
     ws_drop_after_messages: int | None = Field(None, ge=0)
     ws_drop_after_seconds: float | None = Field(None, ge=0)
@@ -77,6 +80,7 @@ class _Failure:
 @dataclass
 class Faults:
     latency_s: float = 0.0
+    latency_path: str | None = None
     ws_drop_after_messages: int | None = None
     ws_drop_after_seconds: float | None = None
     media_delay_s: float = 0.0
@@ -89,6 +93,7 @@ class Faults:
     def apply(self, settings: FaultSettings) -> None:
         if settings.reset:
             self.latency_s = 0.0
+            self.latency_path = None
             self.ws_drop_after_messages = None
             self.ws_drop_after_seconds = None
             self.media_delay_s = 0.0
@@ -99,6 +104,7 @@ class Faults:
             self._omissions.clear()
         if settings.latency_ms is not None:
             self.latency_s = settings.latency_ms / 1000
+            self.latency_path = settings.latency_path
         if settings.fail_next is not None:
             self._failures.append(_Failure(settings.fail_next.count, settings.fail_next))
         if settings.omit_fields is not None:
@@ -115,6 +121,10 @@ class Faults:
             self.media_delay_s = settings.media_delay_ms / 1000
         if settings.listen_delay_ms is not None:
             self.listen_delay_s = settings.listen_delay_ms / 1000
+
+    def latency_for(self, path: str) -> float:
+        """Seconds the answer to ``path`` is held."""
+        return self.latency_s if self.latency_path in (None, path) else 0.0
 
     def take_failure(self, path: str) -> FailNext | None:
         """The injected failure for this request, if one is armed; uses it up."""
@@ -146,6 +156,7 @@ class Faults:
     def describe(self) -> dict[str, object]:
         return {
             "latency_ms": self.latency_s * 1000,
+            "latency_path": self.latency_path,
             "pending_failures": [
                 {**f.rule.model_dump(), "remaining": f.remaining} for f in self._failures
             ],

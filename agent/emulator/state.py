@@ -165,7 +165,7 @@ def parse_body(model: type[M], body: Any, *, status: int = 400, code: int = 400)
 
 async def read_json(request: web.Request, *, code: int = 400) -> Any:
     """The request's JSON body, ``None`` when it has none."""
-    if not request.can_read_body:
+    if not request.body_exists:  # (read already, or not: the body is cached)
         return None
     try:
         return await request.json()
@@ -185,8 +185,8 @@ async def injected_fault(em: Emulator, path: str) -> web.Response | None:
     """Apply the armed latency, and answer with an armed failure if one matches ``path``
     (REST paths and WebSocket handshakes alike)."""
     em.requests.arrived(path)
-    if em.faults.latency_s:
-        await asyncio.sleep(em.faults.latency_s)
+    if latency := em.faults.latency_for(path):
+        await asyncio.sleep(latency)
     injected = em.faults.take_failure(path)
     if injected is None:
         return None

@@ -143,14 +143,15 @@ class Matrix:
             f"{processors}{extra}logging: {{level: TRACE}}\n")
         return path
 
-    async def run(self, *args: str, file: Path | None = None) -> Child:
+    async def run(self, *args: str, file: Path | None = None,
+                  env: dict[str, str] | None = None) -> Child:
         path = file or self.write()
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "agent", "run", str(path), "--no-status", *args,
             cwd=self.directory, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             env={**os.environ, "PYTHONPATH": f"{ROOT}:{self.directory}",
-                 "HEYGEN_LOG_LEVEL": "TRACE"})
+                 "HEYGEN_LOG_LEVEL": "TRACE", **(env or {})})
         return Child(process)
 
     def faults(self, **settings: object) -> None:
@@ -233,6 +234,27 @@ async def test_an_error_answer_at_a_start_step(matrix: Matrix, path: str, status
         line = rf"start failed: {re.escape(path)}: HTTP {status}.*injected"
     await finish(matrix, child, code, expected, line, f"http-{status}",
                  path.split(".")[-1], f"HTTP {status}", outcome)
+
+
+# ---------------------------------------------------------------- timeouts
+
+
+async def test_a_new_that_times_out(matrix: Matrix) -> None:
+    """HeyGen creates the session even when the client has given up waiting for ``new``'s
+    answer (so does the emulator): the run cannot prove the session is its own (it has no
+    id), so it does not stop it, and its last line says where to look."""
+    matrix.faults(latency_ms=1500, latency_path=NEW)
+    child = await matrix.run("--for", "1", env={"HEYGEN_HTTP_TIMEOUT_S": "0.5"})
+    code = await child.wait()
+    assert code == 1, child.output[-3000:]
+    await eventually(lambda: matrix.counts()["open"] == 1, "the emulator created it anyway")
+    assert re.search(r"no answer .*within the timeout.*a session may have been created.*"
+                     r"heygen-agent sessions", child.last_line), child.output[-3000:]
+    report("timeout-new", "new", "HTTP timeout", "a session may have been created: the line "
+           "names heygen-agent sessions; exit 1", code, child.last_line)
+    registry = matrix.emulator.emulator.registry
+    for session in list(registry):
+        registry.stop(session, reason="test cleanup")
 
 
 # ---------------------------------------------------------------- signals at each step

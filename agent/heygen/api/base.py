@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import copy
 import ipaddress
+import math
+import os
 import random
 import time
 from collections.abc import Callable
@@ -49,6 +51,8 @@ from agent.heygen.settings import Service, resolve_api_key, resolve_base_url
 T = TypeVar("T")
 
 DEFAULT_TIMEOUT_S = 15.0
+#: Overrides :data:`DEFAULT_TIMEOUT_S` (seconds): a slow network, or a test of timeouts.
+ENV_TIMEOUT = "HEYGEN_HTTP_TIMEOUT_S"
 DEFAULT_MAX_RETRIES = 2
 _BACKOFF_S = 0.25
 #: The longest ``Retry-After`` honoured; a longer one is the caller's to wait out.
@@ -68,12 +72,13 @@ class RestClient:
         api_key: str | None = None,
         *,
         base_url: str | None = None,
-        timeout: float = DEFAULT_TIMEOUT_S,
+        timeout: float | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
         self._api_key = resolve_api_key(api_key, self.service)
         self.base_url = resolve_base_url(base_url, self.service)
+        timeout = timeout if timeout is not None else default_timeout()
         self.timeout = timeout
         self.max_retries = max_retries
         self._session_token: str | None = None
@@ -169,6 +174,11 @@ class RestClient:
             _retry_after(response),
         )
 
+    #: Calls after which the service may have created a session whose id a timeout hid
+    creating_paths: ClassVar[frozenset[str]] = frozenset()
+    #: The command that lists (and stops) this service's sessions
+    sessions_command: ClassVar[str] = "heygen-agent sessions"
+
     #: HeyGen's other API: its key, given here, is the likely mistake when a key is refused
     other_service: ClassVar[Service | None] = None
     #: added to a refused key's error: in general; when it is the other API's key (from
@@ -255,8 +265,13 @@ class RestClient:
             reason = self._redact(str(exc)) or type(exc).__name__
             return ConnectError(f"{endpoint.path}: cannot connect to {self._host}: {reason}")
         if isinstance(exc, httpx.TimeoutException):
+            maybe = ""
+            if endpoint.path in self.creating_paths:
+                # The service may have created it; with no id, nothing proves it ours to stop.
+                maybe = (f"; a session may have been created (billed): list and stop it with "
+                         f"{self.sessions_command}")
             return RequestTimeout(f"{endpoint.path}: no answer from {self._host} within the "
-                                  "timeout")
+                                  f"timeout{maybe}")
         return TransportError(f"{endpoint.path}: {self._redact(str(exc)) or type(exc).__name__}")
 
     # ------------------------------------------------------------------ from any thread
@@ -281,6 +296,23 @@ class RestClient:
         except httpx.HTTPError as exc:
             raise self._transport_error(endpoint, exc) from None
         self._answer(endpoint, response, _json_or_none(response))
+
+
+def default_timeout() -> float:
+    """A request's timeout: ``$HEYGEN_HTTP_TIMEOUT_S`` if it is a positive number (else
+    said, and ignored), else :data:`DEFAULT_TIMEOUT_S`."""
+    text = os.environ.get(ENV_TIMEOUT, "")
+    if not text:
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        logger.warning(f"{ENV_TIMEOUT}: a positive number of seconds, not {text!r}; "
+                       f"using {DEFAULT_TIMEOUT_S:g}")
+        return DEFAULT_TIMEOUT_S
+    return value
 
 
 def looks_like_a_host(host: str) -> bool:

@@ -46,6 +46,7 @@ class HeyGenClient(RestClient):
     key_hint: ClassVar[str] = KEY_HINT
     other_key_hint: ClassVar[str] = LIVEAVATAR_KEY_HINT
     said_so_hint: ClassVar[str] = SAID_SO_HINT
+    creating_paths: ClassVar[frozenset[str]] = frozenset({ia.NEW.path})
 
     # ------------------------------------------------------------------ endpoints
 
