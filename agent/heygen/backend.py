@@ -612,9 +612,16 @@ class AvatarSession(ABC):
         """Stop the session unless the avatar's media is back within the grace time."""
         if self._media_watch is None:
             self._media_watch = asyncio.get_running_loop().call_later(
-                self.life.media_grace_s,
-                lambda: self._spawn(self.stop(reason=reason), "heygen-stop"),
-            )
+                self.life.media_grace_s, self._media_lost, reason)
+
+    def _media_lost(self, reason: str) -> None:
+        """The grace time is over: stop, with the cause. When our own connection to LiveKit
+        is down, the avatar's leaving (seen first) is only what followed from it."""
+        room = self.room
+        if room is not None and room.connection_state != rtc.ConnectionState.CONN_CONNECTED:
+            reason = (f"LiveKit connection lost (not back within {self.life.media_grace_s:g} s; "
+                      "the avatar's media stopped with it)")
+        self._spawn(self.stop(reason=reason), "heygen-stop")
 
     async def _publish_microphone(self, sample_rate: int) -> None:
         """Publish the user's microphone as a track in the room; :meth:`_queue_microphone`
