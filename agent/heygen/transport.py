@@ -54,7 +54,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent.heygen import events as ev
 from agent.heygen.api.base import RestClient
-from agent.heygen.backend import AvatarSession, LifeOptions, SessionListener, SessionState
+from agent.heygen.backend import (
+    AvatarSession,
+    LifeOptions,
+    SessionAborted,
+    SessionListener,
+    SessionState,
+)
 from agent.heygen.events import join_words
 from agent.heygen.frame_queue import DropOldestQueue
 from agent.heygen.frames import (
@@ -256,6 +262,11 @@ class HeyGenTransport(BaseTransport):
                     self._early.result()
                 else:
                     await self.session.start()
+            except SessionAborted as exc:
+                # stopped on request while it started (a signal, the run's end): no error
+                logger.info(f"HeyGen session not started: {exc}")
+                await processor.push_frame(EndWorkerFrame(reason=str(exc)))
+                return
             except Exception as exc:
                 message = f"HeyGen session could not start: {exc}"
                 # push_error logs it (Pipecat's way): once is enough

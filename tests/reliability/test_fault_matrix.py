@@ -284,6 +284,8 @@ async def test_a_signal_at_a_step(matrix: Matrix, step: str, sig: signal.Signals
         await child.read_until("voice chat connected")
     child.signal(sig)
     code = await child.wait()
+    errors = [line for line in child.output.splitlines() if "| ERROR" in line]
+    assert not errors, "an asked-for stop is no error:\n" + "\n".join(errors)
     await finish(matrix, child, code, 0, None, f"{sig.name}-{step}", step, sig.name,
                  "session stopped; the pipeline ends; exit 0")
 
