@@ -107,6 +107,8 @@ class SessionLedger:
         for path in sorted(self.directory.glob("*.json")):
             try:
                 found.append(Record(**json.loads(path.read_text())))
+            except FileNotFoundError:
+                pass  # forgotten (its stop confirmed) by another process since the listing
             except (OSError, ValueError, TypeError):
                 logger.warning(f"ignoring an unreadable session record: {path}")
         return found
