@@ -29,6 +29,7 @@ from agent.emulator.livekit_server import LiveKitServer
 from agent.emulator.server import EmulatorServer
 from agent.heygen.protocol import voice_chat as vc
 from agent.heygen.protocol.liveavatar import rest as la
+from agent.heygen.protocol.liveavatar import socket as lite
 from tests.waiting import eventually, within
 
 pytestmark = pytest.mark.livekit
@@ -40,6 +41,9 @@ TOKEN = "/v1/streaming.create_token"
 NEW = "/v1/streaming.new"
 START = "/v1/streaming.start"
 STOP = "/v1/streaming.stop"
+LA_KEY = "la-FAKE-matrix-key-2b8e4d"
+LA_TOKEN, LA_START, LA_STOP = la.TOKEN.path, la.START.path, la.STOP.path
+LITE_SOCKET = lite.EMULATOR_WS_PATH
 
 PROCESSORS = '''
 import asyncio
@@ -129,9 +133,38 @@ class Child:
 
 @dataclass
 class Matrix:
+    """Runs of one backend against one emulator (Interactive here; see
+    :class:`LiveAvatarMatrix`)."""
+
     emulator: EmulatorServer
     directory: Path
     secrets: set[str] = field(default_factory=set)
+    backend: Backend | None = None
+
+    @property
+    def spec(self) -> Backend:
+        return self.backend or BACKENDS["interactive"]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    async def at_step(self, step: str) -> Child:
+        """A run, once it is at ``step``: its request held at the service (the stop's at
+        the end of ``--for``), or the session running."""
+        path = self.spec.steps[step]
+        if step == "stopping":
+            self.faults(latency_ms=1000, latency_path=path)
+            child = await self.run("--for", "1")
+            await self.reached(path)
+        elif path:
+            self.faults(latency_ms=500)
+            child = await self.run()
+            await self.reached(path)
+        else:
+            child = await self.run()
+            await child.read_until(self.spec.running)
+        return child
 
     def write(self, *, session: str = "", processors: str = "", extra: str = "") -> Path:
         path = self.directory / "agent.yaml"
@@ -172,23 +205,96 @@ class Matrix:
         assert not JWT.search(text), "a LiveKit JWT reached the output"
 
 
+class LiveAvatarMatrix(Matrix):
+    """The same runs with ``heygen.backend: liveavatar`` (sandbox), in its backend's
+    mode."""
+
+    def write(self, *, session: str = "", processors: str = "", extra: str = "") -> Path:
+        mode = "lite" if self.name.endswith("lite") else "full"
+        path = self.directory / "agent.yaml"
+        path.write_text(
+            f"heygen:\n  backend: liveavatar\n  base_url: {self.emulator.base_url}\n"
+            f"  api_key: {LA_KEY}\n"
+            f"  liveavatar: {{mode: {mode}, sandbox: true, stop_deadline_s: 2, media_grace_s: 1"
+            f"{', ' + session if session else ''}}}\n"
+            "input: {type: none}\noutputs: [{type: none}]\nvad: null\n"
+            f"{processors}{extra}logging: {{level: TRACE}}\n")
+        return path
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One backend as the table runs it: its steps (each the request in flight there;
+    ``""`` once the session runs), what its log says once the session runs, and the error
+    answers tried at its start calls."""
+
+    name: str
+    kind: type[Matrix]
+    steps: dict[str, str]
+    running: str
+    http: tuple[tuple[str, int], ...]
+
+    def matrix(self, emulator: EmulatorServer, directory: Path) -> Matrix:
+        secrets = {LA_KEY} if self.kind is LiveAvatarMatrix else set()
+        return self.kind(emulator, directory, secrets, self)
+
+
+BACKENDS = {
+    "interactive": Backend(
+        "interactive", Matrix,
+        {"create_token": TOKEN, "new": NEW, "start": START, "websocket": vc.CHAT_PATH,
+         "streaming": "", "stopping": STOP},
+        "voice chat connected",
+        # each status at least once, each rule (retried or not) at each step (a child
+        # process costs seconds: the whole cross product would double the suite for no
+        # new path)
+        ((TOKEN, 401), (TOKEN, 500), (NEW, 403), (NEW, 429), (NEW, 500), (START, 404),
+         (START, 503))),
+    "liveavatar-full": Backend(
+        "liveavatar-full", LiveAvatarMatrix,
+        {"token": LA_TOKEN, "start": LA_START, "streaming": "", "stopping": LA_STOP},
+        "LiveKit room joined",
+        ((LA_TOKEN, 500), (LA_START, 503))),
+    "liveavatar-lite": Backend(
+        "liveavatar-lite", LiveAvatarMatrix,
+        {"token": LA_TOKEN, "start": LA_START, "websocket": LITE_SOCKET, "streaming": "",
+         "stopping": LA_STOP},
+        "socket connected",
+        ((LA_START, 500),)),
+}
+
+STEP_NAMES = {TOKEN: "create_token", NEW: "new", START: "start", STOP: "stopping",
+              LA_TOKEN: "token", LA_START: "start", LA_STOP: "stopping",
+              vc.CHAT_PATH: "websocket", LITE_SOCKET: "websocket"}
+
+
+def step_of(path: str) -> str:
+    return STEP_NAMES.get(path, path)
+
+
 @pytest.fixture
 async def matrix(
     livekit_server: LiveKitServer, tmp_path: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[Matrix]:
+    """The Interactive backend's matrix, or (parametrised indirectly) a backend of
+    :data:`BACKENDS` by name."""
     (tmp_path / "matrix_processors.py").write_text(PROCESSORS)
     config = EmulatorConfig(livekit=livekit_server.settings, api_keys=frozenset({KEY}),
+                            liveavatar_api_keys=frozenset({LA_KEY}),
                             expiry_check_interval_s=0.1)
+    backend = BACKENDS[getattr(request, "param", "interactive")]
     async with EmulatorServer(config) as emulator:
-        yield Matrix(emulator, tmp_path)
+        yield backend.matrix(emulator, tmp_path)
 
 
-def report(case: str, step: str, fault: str, outcome: str, code: int, line: str) -> None:
+def report(case: str, step: str, fault: str, outcome: str, code: int, line: str,
+           backend: str = "interactive") -> None:
     path = os.environ.get("RELIABILITY_REPORT")
     if path:
         with open(path, "a", encoding="utf-8") as out:
-            out.write(json.dumps({"case": case, "step": step, "fault": fault,
-                                  "outcome": outcome, "exit": code, "line": line}) + "\n")
+            out.write(json.dumps({"case": case, "backend": backend, "step": step,
+                                  "fault": fault, "outcome": outcome, "exit": code,
+                                  "line": line}) + "\n")
 
 
 async def finish(matrix: Matrix, child: Child, code: int, expected_code: int,
@@ -201,28 +307,25 @@ async def finish(matrix: Matrix, child: Child, code: int, expected_code: int,
     assert at < 0, child.output[max(0, at - 500):at + 2500]
     matrix.check_no_secret(child.output)
     await eventually(lambda: matrix.counts()["open"] == 0, "no session left open")
-    report(case, step, fault, outcome, code, child.last_line)
+    report(case, step, fault, outcome, code, child.last_line, matrix.name)
 
 
 # ---------------------------------------------------------------- HTTP answers at each step
 
-#: Each status at least once, each step at least three times (a child process costs a
-#: few seconds: the whole cross product would double the suite for no new path).
-HTTP_CASES = [
-    (TOKEN, 401), (TOKEN, 429), (TOKEN, 500),
-    (NEW, 403), (NEW, 429), (NEW, 500),
-    (START, 404), (START, 500), (START, 503),
-]
-
-
 def _retried(path: str, status: int) -> bool:
-    """The client's rule: create_token on anything that may pass, new/start only when
-    refused (nothing was created)."""
+    """The client's rule: create_token on anything that may pass, new/start (and
+    LiveAvatar's token, which creates the session) only when refused (nothing created)."""
     return status in (429, 503) or (path == TOKEN and status >= 500)
 
 
-@pytest.mark.parametrize("path,status", HTTP_CASES,
-                         ids=[f"{p.split('.')[-1]}-{s}" for p, s in HTTP_CASES])
+def _http_cases() -> list[tuple[str, str, int]]:
+    return [(name, path, status) for name, backend in BACKENDS.items()
+            for path, status in backend.http]
+
+
+@pytest.mark.parametrize("matrix,path,status", _http_cases(), indirect=["matrix"],
+                         ids=[f"{b}-{p.split('/')[-1].split('.')[-1]}-{s}"
+                              for b, p, s in _http_cases()])
 async def test_an_error_answer_at_a_start_step(matrix: Matrix, path: str, status: int) -> None:
     matrix.faults(fail_next={"status": status, "path": path, "message": "injected"})
     child = await matrix.run("--for", "1")
@@ -230,28 +333,40 @@ async def test_an_error_answer_at_a_start_step(matrix: Matrix, path: str, status
     if _retried(path, status):
         outcome, expected, line = "retried; the run goes on", 0, None
     else:
-        outcome, expected = "one line with HeyGen's status; exit 1", 1
+        outcome, expected = "one line with the service's status; exit 1", 1
         line = rf"start failed: {re.escape(path)}: HTTP {status}.*injected"
-    await finish(matrix, child, code, expected, line, f"http-{status}",
-                 path.split(".")[-1], f"HTTP {status}", outcome)
+    await finish(matrix, child, code, expected, line, f"{matrix.name}-http-{status}",
+                 step_of(path), f"HTTP {status}", outcome)
 
 
 # ---------------------------------------------------------------- timeouts
 
 
-async def test_a_new_that_times_out(matrix: Matrix) -> None:
-    """HeyGen creates the session even when the client has given up waiting for ``new``'s
-    answer (so does the emulator): the run cannot prove the session is its own (it has no
-    id), so it does not stop it, and its last line says where to look."""
-    matrix.faults(latency_ms=1500, latency_path=NEW)
+TIMEOUT_CASES = [("interactive", NEW), ("interactive", START), ("liveavatar-full", LA_START)]
+
+
+@pytest.mark.parametrize("matrix,path", TIMEOUT_CASES, indirect=["matrix"],
+                         ids=[f"{b}-{step_of(p)}" for b, p in TIMEOUT_CASES])
+async def test_an_http_timeout_at_a_start_step(matrix: Matrix, path: str) -> None:
+    """The step's answer comes after the client's timeout (``HEYGEN_HTTP_TIMEOUT_S``).
+    HeyGen creates the session even when the client has given up waiting for ``new``
+    (so does the emulator): with no id, nothing proves it this run's to stop, so it is
+    left, and the last line says where to look. Elsewhere the session is stopped."""
+    matrix.faults(latency_ms=1500, latency_path=path)
     child = await matrix.run("--for", "1", env={"HEYGEN_HTTP_TIMEOUT_S": "0.5"})
     code = await child.wait()
+    line = rf"start failed: {re.escape(path)}: no answer .*within the timeout"
+    if path != NEW:
+        await finish(matrix, child, code, 1, line, f"{matrix.name}-timeout-{step_of(path)}",
+                     step_of(path), "HTTP timeout", "one line; the session stopped; exit 1")
+        return
     assert code == 1, child.output[-3000:]
     await eventually(lambda: matrix.counts()["open"] == 1, "the emulator created it anyway")
-    assert re.search(r"no answer .*within the timeout.*a session may have been created.*"
-                     r"heygen-agent sessions", child.last_line), child.output[-3000:]
-    report("timeout-new", "new", "HTTP timeout", "a session may have been created: the line "
-           "names heygen-agent sessions; exit 1", code, child.last_line)
+    assert re.search(line + r".*a session may have been created.*heygen-agent sessions",
+                     child.last_line), child.output[-3000:]
+    report(f"{matrix.name}-timeout-new", "new", "HTTP timeout",
+           "a session may have been created: the line names heygen-agent sessions; exit 1",
+           code, child.last_line, matrix.name)
     registry = matrix.emulator.emulator.registry
     for session in list(registry):
         registry.stop(session, reason="test cleanup")
@@ -260,34 +375,37 @@ async def test_a_new_that_times_out(matrix: Matrix) -> None:
 # ---------------------------------------------------------------- signals at each step
 
 
-#: step name → the request in flight at that step (streaming: none, the session runs)
-SIGNAL_STEPS = {"create_token": TOKEN, "new": NEW, "start": START,
-                "websocket": vc.CHAT_PATH, "streaming": ""}
+TERM, INT = signal.SIGTERM, signal.SIGINT
+#: backend → step → the signals sent there: every step of every backend gets one; both
+#: take the same handler, so SIGINT is tried where SIGTERM's case would add nothing new
+#: (its own exit code, 130, is the second-signal row's).
+SIGNALS: dict[str, dict[str, tuple[signal.Signals, ...]]] = {
+    "interactive": {"create_token": (TERM,), "new": (TERM, INT), "start": (TERM, INT),
+                    "websocket": (TERM,), "streaming": (TERM, INT), "stopping": (INT,)},
+    "liveavatar-full": {"token": (TERM,), "start": (TERM,), "streaming": (TERM,),
+                        "stopping": (TERM,)},
+    "liveavatar-lite": {"websocket": (TERM,), "streaming": (INT,)},
+}
 
 
-SIGNAL_CASES = [(step, signal.SIGTERM) for step in SIGNAL_STEPS] + [
-    ("new", signal.SIGINT), ("streaming", signal.SIGINT)]
+def _signal_cases() -> list[tuple[str, str, signal.Signals]]:
+    return [(name, step, sig) for name, steps in SIGNALS.items()
+            for step, sigs in steps.items() for sig in sigs]
 
 
-@pytest.mark.parametrize("step,sig", SIGNAL_CASES,
-                         ids=[f"{step}-{sig.name}" for step, sig in SIGNAL_CASES])
+@pytest.mark.parametrize("matrix,step,sig", _signal_cases(), indirect=["matrix"],
+                         ids=[f"{b}-{step}-{sig.name}" for b, step, sig in _signal_cases()])
 async def test_a_signal_at_a_step(matrix: Matrix, step: str, sig: signal.Signals) -> None:
-    """Every request is held 0.5 s at the service; the signal comes while the step's
-    request is there (or once the session runs). The session ends, the run exits 0."""
-    path = SIGNAL_STEPS[step]
-    if path:
-        matrix.faults(latency_ms=500)
-        child = await matrix.run()
-        await matrix.reached(path)
-    else:
-        child = await matrix.run()
-        await child.read_until("voice chat connected")
+    """The signal comes while the step's request is held at the service (0.5 s; the stop
+    1 s, the run being at its ``--for`` end), or once the session runs. The session ends,
+    the run exits 0, with no ERROR line."""
+    child = await matrix.at_step(step)
     child.signal(sig)
     code = await child.wait()
     errors = [line for line in child.output.splitlines() if "| ERROR" in line]
     assert not errors, "an asked-for stop is no error:\n" + "\n".join(errors)
-    await finish(matrix, child, code, 0, None, f"{sig.name}-{step}", step, sig.name,
-                 "session stopped; the pipeline ends; exit 0")
+    await finish(matrix, child, code, 0, None, f"{matrix.name}-{sig.name}-{step}", step,
+                 sig.name, "session stopped; the pipeline ends; exit 0")
 
 
 async def test_a_second_signal_stops_at_once(matrix: Matrix) -> None:
@@ -308,7 +426,7 @@ async def test_a_second_signal_stops_at_once(matrix: Matrix) -> None:
 # ---------------------------------------------------------------- processors
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM], ids=["SIGTERM"])  # SIGINT: the same path
 async def test_a_processor_that_blocks_the_loop(matrix: Matrix, sig: signal.Signals) -> None:
     """A signal handler of the event loop cannot run while a processor blocks the loop:
     the process still ends within seconds, having stopped its session itself."""
@@ -435,23 +553,32 @@ def records(state_dir: Path) -> list[str]:
     return [p.read_text() for p in sorted((state_dir / "sessions").glob("*.json"))]
 
 
-@pytest.mark.parametrize("next_", ["run", "sessions"])
+#: (backend, the step it is killed at, the command after it)
+SIGKILL_CASES = [("interactive", "streaming", "run"), ("interactive", "streaming", "sessions"),
+                 ("interactive", "start", "run"), ("interactive", "stopping", "run"),
+                 ("liveavatar-full", "streaming", "run")]
+
+
+@pytest.mark.parametrize("matrix,step,next_", SIGKILL_CASES, indirect=["matrix"],
+                         ids=["-".join(case) for case in SIGKILL_CASES])
 async def test_sigkill_is_cleaned_up_by_the_next_command(
-    matrix: Matrix, next_: str, state_dir: Path
+    matrix: Matrix, step: str, next_: str, state_dir: Path
 ) -> None:
     """Nothing can stop a session from a process killed outright; the local record lets
-    the next ``run`` or ``heygen-agent sessions`` of the same key stop it."""
-    child = await matrix.run()
-    await matrix.reached(vc.CHAT_PATH)
+    the next ``run`` or ``heygen-agent sessions`` of the same key stop it (at ``new``,
+    before its answer, there is no id to record: see the timeout row)."""
+    child = await matrix.at_step(step)
     child.signal(signal.SIGKILL)
     await child.wait()
-    assert matrix.counts()["open"] == 1, "killed: its session is still open (and billed)"
+    matrix.faults(reset=True)
+    if step != "stopping":  # (the stop held at the service may still end it)
+        assert matrix.counts()["open"] == 1, "killed: its session is still open (and billed)"
     (record,) = records(state_dir)
-    assert KEY not in record and '"key": "' in record, "a fingerprint, never the key"
+    key = LA_KEY if matrix.secrets else KEY
+    assert key not in record and '"key": "' in record, "a fingerprint, never the key"
     if next_ == "run":
         nxt = await matrix.run("--for", "1")
         code = await nxt.wait()
-        assert "left open by process" in nxt.output
     else:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "agent", "sessions", "--base-url", matrix.emulator.base_url,
@@ -459,114 +586,47 @@ async def test_sigkill_is_cleaned_up_by_the_next_command(
         out, _ = await within(process.communicate(), "sessions ended")
         nxt = Child(process, out.decode())
         code = process.returncode or 0
-        assert "left open by process" in nxt.output
+    if step != "stopping":
+        assert "left open by process" in nxt.output, nxt.output[-3000:]
     assert records(state_dir) == [], "the record is gone"
-    await finish(matrix, nxt, code, 0, None, f"sigkill-then-{next_}", "streaming", "SIGKILL",
-                 f"left open; the next {next_} of the same key stops it")
-
+    await finish(matrix, nxt, code, 0, None, f"{matrix.name}-sigkill-{step}-then-{next_}",
+                 step, "SIGKILL", f"left open; the next {next_} of the same key stops it")
 
 
 # ---------------------------------------------------------------- the LiveAvatar backend
 
-LA_KEY = "la-FAKE-matrix-key-2b8e4d"
-LA_TOKEN, LA_START, LA_STOP = la.TOKEN.path, la.START.path, la.STOP.path
-
-
-class LiveAvatarMatrix(Matrix):
-    """The same runs with ``heygen.backend: liveavatar`` (FULL mode, sandbox)."""
-
-    def write(self, *, session: str = "", processors: str = "", extra: str = "") -> Path:
-        path = self.directory / "agent.yaml"
-        path.write_text(
-            f"heygen:\n  backend: liveavatar\n  base_url: {self.emulator.base_url}\n"
-            f"  api_key: {LA_KEY}\n"
-            "  liveavatar: {mode: full, sandbox: true, stop_deadline_s: 2, media_grace_s: 1"
-            f"{', ' + session if session else ''}}}\n"
-            "input: {type: none}\noutputs: [{type: none}]\nvad: null\n"
-            f"{processors}{extra}logging: {{level: TRACE}}\n")
-        return path
-
-
-@pytest.fixture
-async def la_matrix(livekit_server: LiveKitServer, tmp_path: Path) -> AsyncIterator[Matrix]:
-    (tmp_path / "matrix_processors.py").write_text(PROCESSORS)
-    config = EmulatorConfig(livekit=livekit_server.settings, api_keys=frozenset({KEY}),
-                            liveavatar_api_keys=frozenset({LA_KEY}),
-                            expiry_check_interval_s=0.1)
-    async with EmulatorServer(config) as emulator:
-        yield LiveAvatarMatrix(emulator, tmp_path, secrets={LA_KEY})
-
-
-@pytest.mark.parametrize("step", ["token", "start", "streaming"])
-async def test_liveavatar_sigterm_at_a_step(la_matrix: Matrix, step: str) -> None:
-    path = {"token": LA_TOKEN, "start": LA_START, "streaming": ""}[step]
-    if path:
-        la_matrix.faults(latency_ms=500)
-        child = await la_matrix.run()
-        await la_matrix.reached(path)
-    else:
-        child = await la_matrix.run()
-        await child.read_until("LiveKit room joined")
-    child.signal(signal.SIGTERM)
+@pytest.mark.parametrize("matrix", ["liveavatar-full"], indirect=True)
+async def test_liveavatar_given_a_heygen_key(matrix: Matrix) -> None:
+    file = matrix.write().read_text().replace(LA_KEY, KEY)  # a HeyGen key, not LiveAvatar's
+    (matrix.directory / "heygen_key.yaml").write_text(file)
+    child = await matrix.run("--for", "1", file=matrix.directory / "heygen_key.yaml")
     code = await child.wait()
-    await finish(la_matrix, child, code, 0, None, f"liveavatar-SIGTERM-{step}", step,
-                 "SIGTERM (LiveAvatar)", "session stopped; the pipeline ends; exit 0")
-
-
-async def test_liveavatar_error_at_start_and_a_heygen_key(la_matrix: Matrix) -> None:
-    la_matrix.faults(fail_next={"status": 500, "path": LA_START, "message": "injected"})
-    child = await la_matrix.run("--for", "1")
-    code = await child.wait()
-    await finish(la_matrix, child, code, 1, rf"start failed: {LA_START}: HTTP 500.*injected",
-                 "liveavatar-http-500", "start", "HTTP 500 (LiveAvatar)",
-                 "one line with the service's status; the created session stopped; exit 1")
-    file = la_matrix.write().read_text().replace(LA_KEY, KEY)  # a HeyGen key, not LiveAvatar's
-    (la_matrix.directory / "heygen_key.yaml").write_text(file)
-    child = await la_matrix.run("--for", "1", file=la_matrix.directory / "heygen_key.yaml")
-    code = await child.wait()
-    await finish(la_matrix, child, code, 1, r"HTTP 401.*LIVEAVATAR_API_KEY",
+    await finish(matrix, child, code, 1, r"HTTP 401.*LIVEAVATAR_API_KEY",
                  "liveavatar-heygen-key", "token", "a HeyGen key (LiveAvatar)",
                  "one line: LiveAvatar takes its own key; exit 1")
 
 
+@pytest.mark.parametrize("matrix", ["liveavatar-full"], indirect=True)
 async def test_liveavatar_stop_that_keeps_failing_then_sessions_ends_it(
-    la_matrix: Matrix,
+    matrix: Matrix,
 ) -> None:
-    la_matrix.faults(fail_next={"status": 503, "count": 1000, "path": LA_STOP})
-    child = await la_matrix.run("--for", "1")
+    matrix.faults(fail_next={"status": 503, "count": 1000, "path": LA_STOP})
+    child = await matrix.run("--for", "1")
     code = await child.wait()
     assert code == 1 and re.search(
         r"may still be open \(billed\).*end it with: heygen-agent sessions --backend "
         r"liveavatar", child.last_line), child.output[-3000:]
-    assert la_matrix.counts()["open"] == 1
-    la_matrix.faults(reset=True)
+    assert matrix.counts()["open"] == 1
+    matrix.faults(reset=True)
     done = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "agent", "sessions", "--backend", "liveavatar",
-        "--base-url", la_matrix.emulator.base_url, "--api-key", LA_KEY, cwd=ROOT,
+        "--base-url", matrix.emulator.base_url, "--api-key", LA_KEY, cwd=ROOT,
         stdout=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
     out, _ = await within(done.communicate(), "sessions ended")
     assert "stopped" in out.decode(), out.decode()
-    await finish(la_matrix, child, code, 1, None, "liveavatar-stop-fails", "stopping",
+    await finish(matrix, child, code, 1, None, "liveavatar-stop-fails", "stopping",
                  "HTTP 503 on every stop (LiveAvatar)",
                  "exit 1 with the session id and the command that ends it")
-
-
-async def test_liveavatar_sigkill_is_cleaned_up_by_the_next_run(
-    la_matrix: Matrix, state_dir: Path
-) -> None:
-    child = await la_matrix.run()
-    await child.read_until("LiveKit room joined")
-    child.signal(signal.SIGKILL)
-    await child.wait()
-    assert la_matrix.counts()["open"] == 1, "killed: its session is still open (and billed)"
-    (record,) = records(state_dir)
-    assert LA_KEY not in record, "a fingerprint, never the key"
-    nxt = await la_matrix.run("--for", "1")
-    code = await nxt.wait()
-    assert "left open by process" in nxt.output
-    assert records(state_dir) == []
-    await finish(la_matrix, nxt, code, 0, None, "liveavatar-sigkill-then-run", "streaming",
-                 "SIGKILL (LiveAvatar)", "left open; the next run of the same key stops it")
 
 
 async def test_liveavatar_sandbox_ends_the_session(
@@ -576,7 +636,7 @@ async def test_liveavatar_sandbox_ends_the_session(
                             liveavatar_api_keys=frozenset({LA_KEY}),
                             liveavatar_sandbox_duration_s=3.0, expiry_check_interval_s=0.1)
     async with EmulatorServer(config) as emulator:
-        matrix = LiveAvatarMatrix(emulator, tmp_path, secrets={LA_KEY})
+        matrix = BACKENDS["liveavatar-full"].matrix(emulator, tmp_path)
         child = await matrix.run()
         code = await child.wait()
         await finish(matrix, child, code, 1, r"session ended: LiveAvatar ended the session",
