@@ -667,3 +667,83 @@ async def test_a_key_pasted_as_the_base_url_host_is_never_echoed(
     assert "retry 1" in out and "the base_url's host" in out, out[-3000:]
     assert pasted.lower() not in out.lower(), out[-3000:]
     assert "cannot connect to the base_url's host" in out.splitlines()[-1], out[-3000:]
+
+
+BLOCKS_THE_LOOP = '''
+import asyncio
+import time
+
+from pipecat.frames.frames import Frame, StartFrame, SystemFrame
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+
+
+class Block(SystemFrame):
+    pass
+
+
+class BlocksTheLoop(FrameProcessor):
+    """Once the pipeline has started, its process_frame sleeps 120 s: the loop stops."""
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, Block):
+            print("blocking the loop", flush=True)
+            time.sleep(120)
+        await self.push_frame(frame, direction)
+        if isinstance(frame, StartFrame):
+            self._later = asyncio.create_task(self.queue_frame(Block()))
+'''
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+async def test_a_blocked_loop_with_emulator_true_leaves_no_livekit_server(
+    tmp_path: Path, livekit_server: LiveKitServer, state_dir: Path
+) -> None:
+    """The watchdog that ends a run whose loop a processor blocks also kills the LiveKit
+    server the run started (``emulator: true``): it outlived the run (SIGKILL orphaned it)."""
+    (tmp_path / "blocking.py").write_text(BLOCKS_THE_LOOP)
+    config = tmp_path / "blocked.yaml"
+    config.write_text("heygen: {emulator: true}\ninput: {type: none}\noutputs: [{type: none}]\n"
+                      "vad: null\nprocessors: [blocking:BlocksTheLoop]\n")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "agent", "run", str(config), "--no-status", cwd=tmp_path,
+        env={**os.environ, "LIVEKIT_SERVER": livekit_server.binary,
+             "PYTHONPATH": f"{ROOT}:{tmp_path}"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    assert process.stdout is not None
+    seen = await read_until(process.stdout, "blocking the loop")
+    servers = [pid for pid in _children(process.pid) if "livekit" in _command(pid)]
+    assert servers, "the run started its LiveKit server"
+    process.send_signal(signal.SIGTERM)
+    rest, _ = await within(process.communicate(), "the run ended after SIGTERM", 30)
+    out = seen + rest.decode(errors="replace")
+    assert process.returncode == 143, out[-3000:]
+    assert "stopped at once: the event loop did not answer SIGTERM" in out, out[-3000:]
+    await eventually(lambda: not any(_alive(pid) for pid in servers),
+                     "the run's LiveKit server ended with it", 10)

@@ -207,6 +207,7 @@ async def _main(file: PipelineFile, specs: list[ProcessorSpec], args: argparse.N
         transport = avatar_transport(file, base_url=base_url, api_key=api_key)
         supervisor = Supervisor(transport, args.duration)
         if file.heygen.emulator:
+            supervisor.service_in_process = True
             supervisor.watchdog.at_exit(livekit.kill_now)  # never outlives us
         with supervisor.signals():
             if not args.start_after_build:

@@ -83,6 +83,9 @@ class Supervisor:
         self._ending_reasons: set[str] = set()
         self._forced = False  # abandoned on a signal, not on a failure
         self.watchdog = Watchdog(self._stop_blocking)
+        #: the service is this process's own (``emulator: true``): its sessions end with
+        #: the process, and it cannot answer while the loop is blocked
+        self.service_in_process = False
         transport.add_event_handler("on_session_ended", self._on_session_ended)
 
     @contextlib.contextmanager
@@ -226,6 +229,8 @@ class Supervisor:
         from agent.heygen.backend import SessionState
         from agent.heygen.ledger import Record, SessionLedger
 
+        if self.service_in_process:
+            return []
         client, session = self.transport.client, self.transport.session
         records = {r.session_id: r for r in SessionLedger().records()
                    if r.pid == os.getpid() and r.key == client.key_fingerprint}
