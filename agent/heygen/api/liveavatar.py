@@ -54,7 +54,9 @@ class LiveAvatarClient(RestClient):
     key_hint: ClassVar[str] = KEY_HINT
     other_key_hint: ClassVar[str] = HEYGEN_KEY_HINT
     said_so_hint: ClassVar[str] = SAID_SO_HINT
-    creating_paths: ClassVar[frozenset[str]] = frozenset({la.TOKEN.path, la.START.path})
+    # the token call creates the session; after it, its id and token are known (recorded)
+    # and a start that timed out is stopped like any other
+    creating_paths: ClassVar[frozenset[str]] = frozenset({la.TOKEN.path})
     sessions_command: ClassVar[str] = "heygen-agent sessions --backend liveavatar"
 
     # ------------------------------------------------------------------ session
