@@ -311,3 +311,23 @@ async def test_no_secret_in_any_log_line_or_error(
         for secret in secrets:
             assert secret not in text
     assert "[redacted]" in texts[3]
+
+
+@pytest.mark.parametrize("host,echoed", [
+    ("api.heygen.com", True), ("localhost", True), ("127.0.0.1", True), ("[::1]", True),
+    ("sk-REALLOOKINGKEY123456abcdef", False), ("heygen", False),
+])
+def test_a_host_is_echoed_only_when_it_looks_like_one(host: str, echoed: bool) -> None:
+    from agent.heygen.api.base import looks_like_a_host
+
+    assert looks_like_a_host(host.lower()) is echoed
+
+
+@pytest.mark.parametrize("value,timeout", [("0.5", 0.5), ("", 15.0), ("-1", 15.0), ("x", 15.0)])
+def test_the_http_timeout_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, value: str, timeout: float
+) -> None:
+    from agent.heygen.api.base import ENV_TIMEOUT
+
+    monkeypatch.setenv(ENV_TIMEOUT, value)
+    assert api.HeyGenClient(KEY, base_url="http://127.0.0.1:9").timeout == timeout
