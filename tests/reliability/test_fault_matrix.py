@@ -120,7 +120,8 @@ class Child:
             while text not in self.output:
                 line = await stream.readline()
                 if not line:
-                    raise AssertionError(f"the run ended before saying {text!r}")
+                    raise AssertionError(f"the run ended before saying {text!r}:\n"
+                                         + self.output[-3000:])
                 self.output += line.decode(errors="replace")
 
         await within(read(), f"the run said {text!r}", 60)
