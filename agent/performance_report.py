@@ -88,14 +88,14 @@ def table(data: dict[str, Any]) -> str:
     lip = data["lipsync"]
     rows.append(("TTS frame into output() → avatar audio out of input()",
                  f"{_f(lip['transport_first_audio_ms']['median'])} ms",
-                 f"{_f(lip['floor_first_audio_ms']['median'])} ms (straight to the socket)",
-                 f"{lip['transport_ratio']:.2f}x"))
+                 f"{_f(lip['transport_floor_first_audio_ms']['median'])} ms (straight to "
+                 "the socket)", f"{lip['transport_ratio']:.2f}x"))
     if "lipsync_liveavatar" in data:
         lite = data["lipsync_liveavatar"]
         rows.append(("the same, LiveAvatar LITE",
                      f"{_f(lite['transport_first_audio_ms']['median'])} ms",
-                     f"{_f(lite['floor_first_audio_ms']['median'])} ms (straight to the socket)",
-                     f"{lite['transport_ratio']:.2f}x"))
+                     f"{_f(lite['transport_floor_first_audio_ms']['median'])} ms (straight "
+                     "to the socket)", f"{lite['transport_ratio']:.2f}x"))
     drift = lip["drift"]
     rows.append((f"avatar audio behind real time ({drift['utterance_s']:g} s)",
                  f"{_f(drift['avatar_behind_ms_per_min'])} ms/min", "0 ms/min", ""))
@@ -154,16 +154,18 @@ def _lipsync_table(lip: dict[str, Any]) -> list[str]:
     for key, label in (
             ("transport_first_audio_ms", "through the transport: into `output()` → out of "
                                          "`input()`"),
+            ("transport_floor_first_audio_ms", "its floor: one speak message to the same "
+                                               "avatar, out of `input()`"),
+            ("transport_added_ms", "**added by the transport**"),
             ("first_audio_ms", "session: `speak_audio` → the avatar's track"),
-            ("floor_first_audio_ms", "floor: the emulator's own delay"),
-            ("transport_added_ms", "added by the transport's whole path"),
-            ("added_ms", "added by the session's output path")):
+            ("floor_first_audio_ms", "its floor: one speak message → that avatar's track"),
+            ("added_ms", "added by the session")):
         s = lip[key]
         out.append(f"| {label} | {_f(s['median'])} ms | {_f(s['min'])} ms | "
                    f"{_f(s['max'])} ms |")
     return [*out, "",
-            f"Ratio through the transport ÷ floor: **{lip['transport_ratio']:.2f}** (session "
-            f"÷ floor: {lip['ratio']:.2f}); target: the floor plus at most "
+            f"Ratio through the transport ÷ its floor: **{lip['transport_ratio']:.2f}** "
+            f"(session ÷ its floor: {lip['ratio']:.2f}); target: the floor plus at most "
             f"{lip['target_added_ms']} ms.\n"]
 
 def render(data: dict[str, Any], source: str = "docs/performance.json") -> str:
@@ -288,9 +290,13 @@ def render(data: dict[str, Any], source: str = "docs/performance.json") -> str:
         "pipeline `[output(), input(), probe]` (lip-sync mode) until the first non-silent "
         "`OutputAudioRawFrame` reaches the probe after `input()`. **Session**: the same audio "
         "into `session.speak_audio` (chunker, `SpeechPacer`, socket) until the first "
-        "non-silent frame of the avatar's audio track. **Floor**: the same audio sent "
-        "straight to the realtime socket in one `agent.speak`, to that track (the emulator's "
-        "own delay and LiveKit's).\n",
+        "non-silent frame of the avatar's audio track. Each against its **floor**, on the "
+        "same avatar and measured at the same place: the same audio sent straight to the "
+        "socket in one `agent.speak` (the emulator's own delay and LiveKit's; one emulated "
+        "avatar's delay differs from another's by tens of milliseconds, where its audio "
+        "frames fall, so no path is compared with another avatar's floor). The transport's "
+        "floor is read out of `input()` too, so what it adds is its output side (pipeline "
+        "hop, chunker, `SpeechPacer`); its input side is in both figures.\n",
     ]
     out += _lipsync_table(lip)
     if "lipsync_liveavatar" in data:
