@@ -258,7 +258,6 @@ class RestClient:
         )
         return self._answer(endpoint, response, _json_or_none(response))
 
-
     def _transport_error(self, endpoint: Endpoint, exc: httpx.HTTPError) -> TransportError:
         """The typed, redacted error for a request that got no answer."""
         if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
