@@ -61,6 +61,10 @@ LEFTOVER_TASKS_S = 3.0
 EXIT_SIGNAL = {"SIGINT": EXIT_INTERRUPTED, "SIGTERM": EXIT_TERMINATED}
 #: How long the event loop has to take a signal before the watchdog ends the process.
 ACK_S = 3.0
+#: ... and to take either of two signals, once the second has come: two can come in one
+#: instant (a double Ctrl-C, a signal to the process group) before a running loop got to
+#: the first, which is no sign of a blocked one.
+SECOND_SIGNAL_S = 1.0
 #: The watchdog's blocking stop of one session: one attempt, this long at most.
 BLOCKING_STOP_S = 5.0
 
@@ -106,6 +110,7 @@ class Supervisor:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            self.watchdog.disarm()  # the loop's part is over; a late signal is no sign
 
     async def build(self, make: Coroutine[Any, Any, T]) -> T | None:
         """``make`` (the pipeline, built while the session starts), or ``None`` if a
@@ -277,10 +282,10 @@ class Watchdog:
 
     :meth:`signalled` is called by the signal handler, :meth:`acknowledged` by the loop
     once it has the signal. The thread starts at the first signal; when the loop has not
-    taken a signal within :data:`ACK_S` (or a second signal comes before it took the
-    first), it calls ``stop_sessions``, then each of :meth:`at_exit`'s callables (a child
-    process that would outlive us), says why in one line and leaves with the signal's exit
-    code (1 if a session may still be open)."""
+    taken a signal within :data:`ACK_S` (or either of two signals within
+    :data:`SECOND_SIGNAL_S` of the second), it calls ``stop_sessions``, then each of
+    :meth:`at_exit`'s callables (a child process that would outlive us), says why in one
+    line and leaves with the signal's exit code (1 if a session may still be open)."""
 
     def __init__(self, stop_sessions: Callable[[], list[str]]) -> None:
         self._stop_sessions = stop_sessions
@@ -288,6 +293,7 @@ class Watchdog:
         self._condition = threading.Condition()
         self._signals: list[tuple[str, float]] = []
         self._acknowledged = 0
+        self._disarmed = False
         self._thread: threading.Thread | None = None
 
     def at_exit(self, cleanup: Callable[[], None]) -> None:
@@ -307,23 +313,36 @@ class Watchdog:
             self._acknowledged += 1
             self._condition.notify()
 
+    def disarm(self) -> None:
+        """The supervised part of the run is over: end nothing from now on."""
+        with self._condition:
+            self._disarmed = True
+            self._condition.notify()
+
     def _watch(self) -> None:
         with self._condition:
-            while True:
+            while not self._disarmed:
                 pending = self._signals[self._acknowledged:]
                 if not pending:
                     self._condition.wait()
                     continue
                 name, at = pending[0]
+                now = time.monotonic()
                 if self._acknowledged == 0 and len(pending) > 1:
-                    why = f"a second {pending[-1][0]} before the event loop took the first"
-                    name = pending[-1][0]
-                    break
-                left = at + ACK_S - time.monotonic()
+                    second, second_at = pending[1]
+                    if now >= second_at + SECOND_SIGNAL_S:
+                        why = f"a second {second} and the event loop had not taken the first"
+                        name = second
+                        break
+                    left = min(at + ACK_S, second_at + SECOND_SIGNAL_S) - now
+                else:
+                    left = at + ACK_S - now
                 if left <= 0:
                     why = f"the event loop did not answer {name} within {ACK_S:g} s"
                     break
                 self._condition.wait(left)
+            else:
+                return
         self._end(why, name)
 
     def _end(self, why: str, name: str) -> None:
